@@ -47,7 +47,9 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	op := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)} }
+	op := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)}
+	}
 	tests := []struct {
 		err  error
 		want string
