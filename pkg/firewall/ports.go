@@ -1,0 +1,263 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// MinNATPorts is the smallest NAT port range DefaultNATRange accepts. Each NAT port
+// carries one flow per backend address:port at a time, and a port should rest while
+// the backend may still hold TIME_WAIT for it (Linux TCP_TIMEWAIT_LEN, 60 s), so 1024
+// ports sustain about 17 new connections per second per backend without reuse.
+const MinNATPorts = 1024
+
+// Kernel files that describe which local ports the kernel picks by itself
+// (Documentation/networking/ip-sysctl.rst). Paths are relative to the root of the
+// fs.FS handed to ReadKernelPorts.
+const (
+	localPortRangeFile    = "proc/sys/net/ipv4/ip_local_port_range"
+	localReservedPortFile = "proc/sys/net/ipv4/ip_local_reserved_ports"
+)
+
+// PortRange is an inclusive range of TCP ports. A single port has Lo == Hi.
+type PortRange struct{ Lo, Hi uint16 }
+
+// ParsePortRange parses "80" or "61000-65535". Port 0 is refused: no TCP segment
+// carries it, so a range containing it is a typo.
+func ParsePortRange(s string) (PortRange, error) {
+	r, err := parseRange(s)
+	if err == nil && r.Lo == 0 {
+		err = errors.New("port 0 is not a tcp port")
+	}
+	if err != nil {
+		return PortRange{}, fmt.Errorf("firewall: port range %q: %w", s, err)
+	}
+	return r, nil
+}
+
+// parseRange is ParsePortRange without the port-0 rule and without context in its
+// errors, for kernel files, which may list port 0.
+func parseRange(s string) (PortRange, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := parsePort(lo)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if !isRange {
+		return PortRange{a, a}, nil
+	}
+	b, err := parsePort(hi)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if a > b {
+		return PortRange{}, errors.New("low end above high end")
+	}
+	return PortRange{a, b}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	// strconv accepts "+80"; a port is digits only.
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("bad port %q", s)
+	}
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("bad port %q: above 65535", s)
+	}
+	return uint16(n), nil
+}
+
+// String gives "80" for a single port and "61000-65535" for a range: the form
+// ParsePortRange reads, nft prints and ip_local_reserved_ports takes.
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
+}
+
+// Len is the number of ports in r (0 if r is inverted).
+func (r PortRange) Len() int {
+	if r.Lo > r.Hi {
+		return 0
+	}
+	return int(r.Hi) - int(r.Lo) + 1
+}
+
+// Contains reports whether p lies in r.
+func (r PortRange) Contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }
+
+// MarshalText makes a PortRange a plain scalar in YAML and JSON.
+func (r PortRange) MarshalText() ([]byte, error) {
+	if r.Lo > r.Hi || r.Lo == 0 {
+		return nil, fmt.Errorf("firewall: port range %d-%d: invalid", r.Lo, r.Hi)
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText is ParsePortRange for decoders.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	v, err := ParsePortRange(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+func (r PortRange) valid() error {
+	switch {
+	case r.Lo == 0:
+		return fmt.Errorf("port range %d-%d: port 0 is not a tcp port", r.Lo, r.Hi)
+	case r.Lo > r.Hi:
+		return fmt.Errorf("port range %d-%d: low end above high end", r.Lo, r.Hi)
+	}
+	return nil
+}
+
+// ReadKernelPorts reads the kernel's ephemeral port range and its reserved ports
+// from fsys (os.DirFS("/") in production). Both files are per network namespace,
+// so they describe the namespace the process runs in.
+func ReadKernelPorts(fsys fs.FS) (ephemeral PortRange, reserved []PortRange, err error) {
+	b, err := fs.ReadFile(fsys, localPortRangeFile)
+	if err != nil {
+		return PortRange{}, nil, fmt.Errorf("firewall: read kernel ports: %w", err)
+	}
+	ephemeral, err = parseLocalPortRange(string(b))
+	if err != nil {
+		return PortRange{}, nil, err
+	}
+	b, err = fs.ReadFile(fsys, localReservedPortFile)
+	if err != nil {
+		return PortRange{}, nil, fmt.Errorf("firewall: read kernel ports: %w", err)
+	}
+	reserved, err = parseReservedPorts(string(b))
+	if err != nil {
+		return PortRange{}, nil, err
+	}
+	return ephemeral, reserved, nil
+}
+
+// parseLocalPortRange reads ip_local_port_range: two numbers separated by a tab.
+func parseLocalPortRange(s string) (PortRange, error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: want two ports", s)
+	}
+	lo, err := parsePort(f[0])
+	if err != nil {
+		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
+	}
+	hi, err := parsePort(f[1])
+	if err != nil {
+		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
+	}
+	if lo > hi {
+		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: low end above high end", s)
+	}
+	return PortRange{lo, hi}, nil
+}
+
+// parseReservedPorts reads ip_local_reserved_ports: comma-separated ports and
+// ranges ("8080,61000-65535"), empty when nothing is reserved.
+func parseReservedPorts(s string) ([]PortRange, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var out []PortRange
+	for _, e := range strings.Split(s, ",") {
+		r, err := parseRange(strings.TrimSpace(e))
+		if err != nil {
+			return nil, fmt.Errorf("firewall: ip_local_reserved_ports %q: %w", s, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// lastFree is the highest port of eph that the kernel may hand out, that is not
+// reserved; eph.Lo-1 if all of eph is reserved.
+func lastFree(eph PortRange, reserved []PortRange) int {
+	p := int(eph.Hi)
+	// Each round steps below one reserved range, so len(reserved)+1 rounds suffice.
+	for range len(reserved) + 1 {
+		if p < int(eph.Lo) {
+			break
+		}
+		r, ok := reservedAt(uint16(p), reserved)
+		if !ok {
+			break
+		}
+		p = int(r.Lo) - 1
+	}
+	return max(p, int(eph.Lo)-1)
+}
+
+func reservedAt(p uint16, reserved []PortRange) (PortRange, bool) {
+	for _, r := range reserved {
+		if r.Contains(p) {
+			return r, true
+		}
+	}
+	return PortRange{}, false
+}
+
+// DefaultNATRange picks the ports above the kernel's ephemeral range (hi+1..65535,
+// 61000-65535 with the kernel default 32768-60999). Reserved ports at the top of the
+// ephemeral range count as free, since the kernel never hands them out. Fewer than
+// MinNATPorts ports is an error that says how to fix it.
+func DefaultNATRange(eph PortRange, reserved []PortRange) (PortRange, error) {
+	if eph.Lo > eph.Hi {
+		return PortRange{}, fmt.Errorf("firewall: ephemeral ports %d-%d: low end above high end", eph.Lo, eph.Hi)
+	}
+	top := lastFree(eph, reserved)
+	if n := 65535 - top; n < MinNATPorts {
+		return PortRange{}, fmt.Errorf("firewall: only %d ports above the kernel's ephemeral ports %s (need %d): "+
+			"set --nat-ports LO-HI and reserve it with sysctl -w net.ipv4.ip_local_reserved_ports=LO-HI", n, eph, MinNATPorts)
+	}
+	return PortRange{uint16(top + 1), 65535}, nil
+}
+
+// CheckNATRange fails if nat shares ports with the ephemeral range that are not
+// reserved: the guard drops every segment to the SNAT address on a NAT port, so a
+// host connection that the kernel gave such a local port would hang.
+func CheckNATRange(nat, eph PortRange, reserved []PortRange) error {
+	if err := nat.valid(); err != nil {
+		return fmt.Errorf("firewall: nat ports: %w", err)
+	}
+	lo, hi := max(nat.Lo, eph.Lo), min(nat.Hi, eph.Hi)
+	if lo > hi || covered(PortRange{lo, hi}, reserved) {
+		return nil
+	}
+	fix := make([]string, 0, len(reserved)+1)
+	for _, r := range reserved {
+		fix = append(fix, r.String())
+	}
+	fix = append(fix, nat.String())
+	return fmt.Errorf("firewall: nat ports %s overlap the kernel's ephemeral ports %s: "+
+		"pick ports outside it or reserve them with sysctl -w net.ipv4.ip_local_reserved_ports=%s",
+		nat, eph, strings.Join(fix, ","))
+}
+
+// covered reports whether every port of r lies in one of the reserved ranges.
+func covered(r PortRange, reserved []PortRange) bool {
+	rs := slices.Clone(reserved)
+	slices.SortFunc(rs, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
+	next := int(r.Lo) // first port not yet known to be covered
+	for _, x := range rs {
+		if int(x.Lo) > next {
+			break
+		}
+		next = max(next, int(x.Hi)+1)
+		if next > int(r.Hi) {
+			return true
+		}
+	}
+	return next > int(r.Hi)
+}
