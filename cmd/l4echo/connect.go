@@ -21,9 +21,11 @@ func runConnect(e env, args []string) int {
 	addr := fs.String("addr", "", "`IP:PORT` to connect to")
 	timeout := fs.Duration("timeout", time.Second, "give up after this long")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
+	e = e.withCC(*cc)
 	ap, err := netip.ParseAddrPort(*addr)
 	if err != nil {
 		return usageError(e, fs, "--addr %q: want IP:PORT", *addr)

@@ -193,9 +193,11 @@ func runGet(e env, args []string) int {
 	parallel := fs.Int("parallel", 1, "requests in flight at a time")
 	timeout := fs.Duration("timeout", 2*time.Second, "bound on each request, connect to last byte")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
+	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
+	e = e.withCC(*cc)
 	u, err := parseHTTPURL(*rawURL)
 	if err != nil {
 		return usageError(e, fs, "--url %q: %v", *rawURL, err)

@@ -28,7 +28,8 @@ const (
 const usage = `usage: l4echo <command> [flags]
 
 commands:
-  serve     --listen ADDR --name NAME          HTTP backend
+  serve     --listen ADDR --name NAME [--cc ALG]
+                                               HTTP backend
   get       --url URL [--count N] [--parallel P] [--timeout D] [--json]
                                                N requests, each on a new connection
   download  --url URL --bytes N [--seed S] [--json]
@@ -38,6 +39,7 @@ commands:
   connect   --addr IP:PORT [--timeout D] [--json]
                                                one TCP connect, prints the result kind
 
+every command takes --cc ALG: the TCP congestion control of its sockets.
 run "l4echo <command> -h" for the flags of a command.
 `
 
@@ -50,12 +52,44 @@ type env struct {
 	ctx    context.Context
 	stdout io.Writer
 	stderr io.Writer
-	dial   dialFunc
+	dial   dialFunc // nil: real sockets, see withCC
+}
+
+// withCC returns e dialing real sockets with TCP congestion control cc
+// (empty: the namespace default), unless e already has a dial function.
+func (e env) withCC(cc string) env {
+	if e.dial == nil {
+		e.dial = (&net.Dialer{Control: ccControl(cc)}).DialContext
+	}
+	return e
+}
+
+// ccControl sets TCP_CONGESTION on a socket before connect or listen
+// (accepted sockets inherit it from the listener). Per socket, a process with
+// CAP_NET_ADMIN may pick any available algorithm; a network namespace's
+// default can only be one of net.ipv4.tcp_allowed_congestion_control, which
+// is a host-wide setting.
+func ccControl(cc string) func(network, address string, c syscall.RawConn) error {
+	if cc == "" {
+		return nil
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, cc)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set tcp congestion control %q: %w", cc, serr)
+		}
+		return nil
+	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	e := env{ctx: ctx, stdout: os.Stdout, stderr: os.Stderr, dial: (&net.Dialer{}).DialContext}
+	e := env{ctx: ctx, stdout: os.Stdout, stderr: os.Stderr}
 	code := run(e, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -122,6 +122,7 @@ func runServe(e env, args []string) int {
 	listen := fs.String("listen", ":8080", "`ADDR` to listen on, [IP]:PORT")
 	hostname, _ := os.Hostname()
 	name := fs.String("name", hostname, "`NAME` this backend answers with")
+	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
@@ -132,12 +133,12 @@ func runServe(e env, args []string) int {
 		return usageError(e, fs, "--name %q: must not be empty", *name)
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, nil)).With("cmd", "l4echo serve")
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := (&net.ListenConfig{Control: ccControl(*cc)}).Listen(e.ctx, "tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "l4echo serve: %v\n", err)
 		return exitFail
 	}
-	logger.Info("serving", "name", *name, "listen", ln.Addr().String())
+	logger.Info("serving", "name", *name, "listen", ln.Addr().String(), "cc", *cc)
 	if err := serve(e.ctx, ln, *name, logger); err != nil {
 		fmt.Fprintf(e.stderr, "l4echo serve: %v\n", err)
 		return exitFail

@@ -198,9 +198,11 @@ func runTransfer(e env, cmd string, args []string, do transferFunc) int {
 	seed := fs.Uint64("seed", 1, "seed of the byte stream")
 	idle := fs.Duration("timeout", 5*time.Second, "give up when no data moved for this long")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
+	e = e.withCC(*cc)
 	u, err := parseHTTPURL(*rawURL)
 	if err != nil {
 		return usageError(e, fs, "--url %q: %v", *rawURL, err)

@@ -97,7 +97,9 @@ func (d Delta) Addr(old, new [4]byte) Delta {
 }
 
 // Plus merges two deltas.
-func (d Delta) Plus(e Delta) Delta { return Delta(uint32(fold32(uint32(d))) + uint32(fold32(uint32(e)))) }
+func (d Delta) Plus(e Delta) Delta {
+	return Delta(uint32(fold32(uint32(d))) + uint32(fold32(uint32(e))))
+}
 
 // ApplyFull applies d to a complete checksum field value (RFC 1624 eqn. 3:
 // HC' = ~(~HC + ~m + m')).
