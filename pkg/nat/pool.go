@@ -1,0 +1,249 @@
+// Package nat allocates the source ports that full NAT puts on the
+// balancer's side of a connection.
+//
+// A NAT port must be unique per (SNAT address, backend address and port): that
+// pair is what the backend's replies are matched by. The harder requirement
+// is timing. When the backend closes a connection first, it keeps the tuple in
+// TIME_WAIT for 60 s (Linux TCP_TIMEWAIT_LEN). A new SYN on the same tuple
+// from a different client carries TCP timestamps from another clock, fails
+// the backend's PAWS check and stalls for a second or more; iptables DNAT +
+// MASQUERADE does exactly this to about 2 % of short connections (measured,
+// see the project's data-path notes). So a Pool
+//
+//   - hands out ports in the order they were released, oldest first, never
+//     used ones before all others;
+//   - keeps a port whose connection the backend closed first in quarantine
+//     for Quarantine after its last packet;
+//   - lets a quarantined port go at once to the same client address that
+//     used it last: Linux derives the timestamp offset from the address pair,
+//     so that client's timestamps are newer and the backend accepts the SYN;
+//   - only when neither is available, takes the oldest quarantined port
+//     (counted by the caller), rather than refusing the connection.
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Quarantine is how long a port stays unused after a connection that the
+// backend closed first: Linux's TIME_WAIT length (TCP_TIMEWAIT_LEN, 60 s)
+// plus a second of margin.
+const Quarantine = 61 * time.Second
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// Size returns the number of ports in the range.
+func (r PortRange) Size() int { return int(r.Hi) - int(r.Lo) + 1 }
+
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// ParsePortRange parses "LO-HI" or "PORT".
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		hi = lo
+	}
+	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || l > h {
+		return PortRange{}, fmt.Errorf("port range %q: want LO-HI with 1 <= LO <= HI <= 65535", s)
+	}
+	return PortRange{uint16(l), uint16(h)}, nil
+}
+
+// ErrExhausted means every port of a pool is in use.
+var ErrExhausted = errors.New("nat: all ports in use")
+
+const (
+	none         = 0xffff // list end; a range never has 65535 ports (ports >= 1)
+	clientLists  = 64     // per-pool buckets of ports by last client
+	clientSearch = 16     // entries looked at in a bucket before giving up
+	stFree       = 0
+	stInUse      = 1
+)
+
+type list struct{ head, tail uint16 }
+
+// Pool allocates ports of one range for one (SNAT address, backend) pair.
+// Methods are safe for concurrent use; each call is O(1).
+type Pool struct {
+	mu         sync.Mutex
+	r          PortRange
+	quarantine uint32 // ms
+	seed       maphash.Seed
+	inUse      int
+
+	// Per port, indexed by port - r.Lo.
+	state  []uint8
+	relAt  []uint32 // table-clock ms of the last packet of its last connection, if quarantined
+	quar   []bool   // released from a connection the backend closed first
+	client []uint32 // hash of the last client address
+	gprev  []uint16 // release-order lists of free ports: ready or quarantined
+	gnext  []uint16
+	cprev  []uint16 // per-client-bucket lists of free ports
+	cnext  []uint16
+	cbkt   []uint8
+
+	ready    list              // never used, or released from a connection the client closed
+	quarList list              // released from a connection the backend closed first, oldest first
+	byClient [clientLists]list // quarantined ports by the bucket of their last client
+}
+
+// NewPool returns a pool of the ports in r with the given quarantine.
+func NewPool(r PortRange, quarantine time.Duration) *Pool {
+	n := r.Size()
+	p := &Pool{
+		r: r, quarantine: uint32(quarantine.Milliseconds()), seed: maphash.MakeSeed(),
+		state: make([]uint8, n), relAt: make([]uint32, n), quar: make([]bool, n), client: make([]uint32, n),
+		gprev: make([]uint16, n), gnext: make([]uint16, n), cprev: make([]uint16, n), cnext: make([]uint16, n), cbkt: make([]uint8, n),
+		ready: list{none, none}, quarList: list{none, none},
+	}
+	for i := range p.byClient {
+		p.byClient[i] = list{none, none}
+	}
+	for i := 0; i < n; i++ {
+		p.push(&p.ready, p.gprev, p.gnext, uint16(i))
+		p.cprev[i], p.cnext[i], p.cbkt[i] = none, none, 0xff
+	}
+	return p
+}
+
+// Range returns the pool's port range.
+func (p *Pool) Range() PortRange { return p.r }
+
+// InUse returns the number of ports handed out.
+func (p *Pool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}
+
+func (p *Pool) hash(client [16]byte) uint32 { return uint32(maphash.Comparable(p.seed, client)) }
+
+// Get returns a port for a new connection from client at table-clock time
+// now. early reports that the port is still in quarantine for another
+// client: the caller counts it.
+func (p *Pool) Get(client [16]byte, now uint32) (port uint16, early bool, err error) {
+	h := p.hash(client)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.quarList.head
+	switch {
+	case i != none && int32(now-p.relAt[i]) >= int32(p.quarantine):
+		// The oldest quarantined port has served its time.
+	case p.ready.head != none:
+		i = p.ready.head
+	case i == none:
+		return 0, false, ErrExhausted
+	default:
+		// Only quarantined ports are left: one this client used last is safe.
+		k := p.byClient[h%clientLists].head
+		for n := 0; k != none && n < clientSearch && p.client[k] != h; n++ {
+			k = p.cnext[k]
+		}
+		if k != none && p.client[k] == h {
+			i = k
+		} else {
+			early = true
+		}
+	}
+	p.take(i)
+	p.client[i] = h
+	return p.r.Lo + i, early, nil
+}
+
+// Put returns port, last used by client, whose connection's last packet was
+// at table-clock time lastSeen. quarantine says the backend closed first and
+// so may hold the tuple in TIME_WAIT. A port outside the range or not in use
+// is ignored.
+func (p *Pool) Put(port uint16, client [16]byte, lastSeen uint32, quarantine bool) {
+	if port < p.r.Lo || port > p.r.Hi {
+		return
+	}
+	h := p.hash(client)
+	i := port - p.r.Lo
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state[i] != stInUse {
+		return
+	}
+	p.state[i] = stFree
+	p.inUse--
+	p.client[i], p.relAt[i], p.quar[i] = h, lastSeen, quarantine
+	if !quarantine {
+		p.push(&p.ready, p.gprev, p.gnext, i)
+	} else {
+		p.push(&p.quarList, p.gprev, p.gnext, i)
+		b := uint8(h % clientLists)
+		p.cbkt[i] = b
+		p.push(&p.byClient[b], p.cprev, p.cnext, i)
+	}
+}
+
+// Reserve marks port as in use (a connection handed over from another
+// process). It reports false if the port is outside the range or taken.
+func (p *Pool) Reserve(port uint16, client [16]byte) bool {
+	if port < p.r.Lo || port > p.r.Hi {
+		return false
+	}
+	i := port - p.r.Lo
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state[i] == stInUse {
+		return false
+	}
+	p.take(i)
+	p.client[i] = p.hash(client)
+	return true
+}
+
+func (p *Pool) take(i uint16) {
+	if p.quar[i] {
+		p.unlink(&p.quarList, p.gprev, p.gnext, i)
+	} else {
+		p.unlink(&p.ready, p.gprev, p.gnext, i)
+	}
+	p.quar[i] = false
+	if b := p.cbkt[i]; b != 0xff {
+		p.unlink(&p.byClient[b], p.cprev, p.cnext, i)
+		p.cbkt[i] = 0xff
+	}
+	p.state[i] = stInUse
+	p.inUse++
+}
+
+func (p *Pool) push(l *list, prev, next []uint16, i uint16) {
+	prev[i], next[i] = l.tail, none
+	if l.tail != none {
+		next[l.tail] = i
+	} else {
+		l.head = i
+	}
+	l.tail = i
+}
+
+func (p *Pool) unlink(l *list, prev, next []uint16, i uint16) {
+	if prev[i] != none {
+		next[prev[i]] = next[i]
+	} else {
+		l.head = next[i]
+	}
+	if next[i] != none {
+		prev[next[i]] = prev[i]
+	} else {
+		l.tail = prev[i]
+	}
+	prev[i], next[i] = none, none
+}

@@ -1,0 +1,164 @@
+package nat
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+func client(i int) [16]byte { return [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: byte(i >> 8), 15: byte(i)} }
+
+func TestParsePortRange(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want PortRange
+		err  bool
+	}{
+		{"61000-65535", PortRange{61000, 65535}, false},
+		{"8080", PortRange{8080, 8080}, false},
+		{" 1 - 2 ", PortRange{1, 2}, false},
+		{"0-10", PortRange{}, true},
+		{"10-5", PortRange{}, true},
+		{"1-65536", PortRange{}, true},
+		{"a-b", PortRange{}, true},
+		{"", PortRange{}, true},
+	} {
+		got, err := ParsePortRange(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("%q: %v %v", c.in, got, err)
+		}
+	}
+	if (PortRange{61000, 65535}).String() != "61000-65535" || (PortRange{80, 80}).String() != "80" {
+		t.Error("String")
+	}
+}
+
+func TestPoolOrderAndExhaustion(t *testing.T) {
+	p := NewPool(PortRange{1000, 1003}, Quarantine)
+	for want := uint16(1000); want <= 1003; want++ {
+		got, early, err := p.Get(client(1), 0)
+		if err != nil || got != want || early {
+			t.Fatalf("get: %d %v %v, want %d", got, early, err, want)
+		}
+	}
+	if _, _, err := p.Get(client(1), 0); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("exhausted: %v", err)
+	}
+	if p.InUse() != 4 {
+		t.Fatalf("in use %d", p.InUse())
+	}
+	// Released without quarantine (the client closed first): free at once, oldest first.
+	p.Put(1002, client(1), 10, false)
+	p.Put(1000, client(1), 10, false)
+	p.Put(1000, client(1), 10, false) // double put is ignored
+	p.Put(999, client(1), 10, false)  // outside the range is ignored
+	if got, _, _ := p.Get(client(2), 20); got != 1002 {
+		t.Fatalf("got %d want 1002 (released first)", got)
+	}
+	if got, _, _ := p.Get(client(2), 20); got != 1000 {
+		t.Fatalf("got %d want 1000", got)
+	}
+}
+
+func TestPoolQuarantine(t *testing.T) {
+	const q = 61_000
+	p := NewPool(PortRange{2000, 2002}, Quarantine)
+	a, _, _ := p.Get(client(1), 0)
+	b, _, _ := p.Get(client(2), 0)
+	// Both connections closed by the backend: quarantined.
+	p.Put(a, client(1), 1000, true)
+	p.Put(b, client(2), 1000, true)
+	// A never-used port is preferred over quarantined ones.
+	if got, early, _ := p.Get(client(3), 2000); got != 2002 || early {
+		t.Fatalf("got %d early %v, want 2002", got, early)
+	}
+	// Now only quarantined ports are left: client 2 gets its own port back at once.
+	if got, early, _ := p.Get(client(2), 2000); got != b || early {
+		t.Fatalf("same client: got %d early %v, want %d", got, early, b)
+	}
+	// Client 4 used none of them: it gets the oldest, marked early.
+	if got, early, _ := p.Get(client(4), 2000); got != a || !early {
+		t.Fatalf("other client: got %d early %v, want %d early", got, early, a)
+	}
+	p.Put(a, client(4), 3000, true)
+	// After the quarantine the port is an ordinary free port for anyone.
+	if got, early, _ := p.Get(client(5), 3000+q); got != a || early {
+		t.Fatalf("after quarantine: got %d early %v", got, early)
+	}
+	// A quarantined port whose time is up is used before ready ports.
+	p.Put(a, client(5), 3000+q, true)
+	p.Put(2002, client(3), 3000+q+5, false)
+	if got, _, _ := p.Get(client(6), 3000+2*q+1); got != a {
+		t.Fatalf("got %d, want the expired quarantined %d", got, a)
+	}
+}
+
+func TestPoolReserve(t *testing.T) {
+	p := NewPool(PortRange{3000, 3009}, Quarantine)
+	if !p.Reserve(3005, client(1)) || p.Reserve(3005, client(1)) || p.Reserve(2999, client(1)) {
+		t.Fatal("reserve")
+	}
+	for i := 0; i < 9; i++ {
+		if got, _, _ := p.Get(client(1), 0); got == 3005 {
+			t.Fatal("reserved port handed out")
+		}
+	}
+}
+
+// TestPoolModel runs random operations against a model: a port is never
+// handed out twice, and every free port can be had.
+func TestPoolModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	p := NewPool(PortRange{40000, 40099}, Quarantine)
+	used := map[uint16][16]byte{}
+	now := uint32(0)
+	for n := 0; n < 200000; n++ {
+		now += uint32(r.IntN(50))
+		if r.IntN(2) == 0 {
+			c := client(r.IntN(20))
+			port, _, err := p.Get(c, now)
+			if err != nil {
+				if len(used) != 100 {
+					t.Fatalf("exhausted with %d in use", len(used))
+				}
+				continue
+			}
+			if _, dup := used[port]; dup {
+				t.Fatalf("port %d handed out twice", port)
+			}
+			used[port] = c
+		} else {
+			for port, c := range used {
+				p.Put(port, c, now, r.IntN(2) == 0)
+				delete(used, port)
+				break
+			}
+		}
+		if p.InUse() != len(used) {
+			t.Fatalf("in use %d, model %d", p.InUse(), len(used))
+		}
+	}
+}
+
+func TestPoolAllocs(t *testing.T) {
+	p := NewPool(PortRange{1024, 2047}, Quarantine)
+	c := client(1)
+	if n := testing.AllocsPerRun(1000, func() {
+		port, _, _ := p.Get(c, 0)
+		p.Put(port, c, 0, true)
+	}); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+}
+
+func BenchmarkPoolGetPut(b *testing.B) {
+	p := NewPool(PortRange{61000, 65535}, Quarantine)
+	c := client(1)
+	b.ReportAllocs()
+	now := uint32(0)
+	for b.Loop() {
+		port, _, _ := p.Get(c, now)
+		p.Put(port, c, now, true)
+		now++
+	}
+}
