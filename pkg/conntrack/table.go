@@ -70,6 +70,10 @@ type Flow struct {
 	IfSlot    uint8   // the caller's interface slot the client's frames arrive on
 	State     State
 	Seen      uint32 // milliseconds since the table's epoch of the last packet
+	// BackendClosedFirst: the backend sent the first FIN, so it keeps the
+	// tuple in TIME_WAIT after the connection ends (the NAT port's
+	// quarantine depends on it).
+	BackendClosedFirst bool
 }
 
 // Timeouts are the idle timeouts per TCP state class.
@@ -135,7 +139,7 @@ type entry struct {
 	due          uint32 // wheel tick it is filed under, or notFiled; guarded by wheelMu
 	backend      uint32
 	seen         atomic.Uint32
-	word         atomic.Uint32 // generation<<16 | ifslot<<8 | State: the generation changes when the slot is freed
+	word         atomic.Uint32 // generation<<16 | ifslot<<8 | flags | State: the generation changes when the slot is freed
 }
 
 const (
@@ -145,6 +149,9 @@ const (
 	MaxEntries = 1 << 26
 	maxStripes = 1024 // enough that workers on different flows almost never meet
 	genShift   = 16   // see entry.word
+
+	stateMask       = 0x0f
+	backendFINFirst = 0x10 // the backend sent the first FIN: it will hold TIME_WAIT
 )
 
 type chunk [chunkSize]entry
@@ -300,7 +307,7 @@ func (t *Table) Track(k *Tuple, d Dir, flags uint8, now uint32, out *Flow) Resul
 	var old, ns State
 	for {
 		w = e.word.Load()
-		old = State(w)
+		old = State(w & stateMask)
 		if d == Orig && flags&(flagSYN|flagACK|flagRST) == flagSYN && old.Closing() {
 			// Copy what remove needs while the entry is pinned by our lock.
 			ob, rb := b, t.bucket(&e.reply)
@@ -309,7 +316,11 @@ func (t *Table) Track(k *Tuple, d Dir, flags uint8, now uint32, out *Flow) Resul
 			return Reopened
 		}
 		ns = Next(old, flags, d)
-		if ns == old || e.word.CompareAndSwap(w, w&^0xff|uint32(ns)) {
+		nw := w&^stateMask | uint32(ns)
+		if ns == CloseWait && old != CloseWait {
+			nw |= backendFINFirst
+		}
+		if ns == old || e.word.CompareAndSwap(w, nw) {
 			break
 		}
 	}
@@ -336,7 +347,8 @@ func (t *Table) copyOut(e *entry, out *Flow) {
 	out.Backend, out.Service = e.backend, e.service
 	w := e.word.Load()
 	out.ClientMAC, out.IfSlot = e.mac, uint8(w>>8)
-	out.State = State(w)
+	out.State = State(w & stateMask)
+	out.BackendClosedFirst = w&backendFINFirst != 0
 	out.Seen = e.seen.Load()
 }
 
@@ -565,7 +577,7 @@ func (t *Table) Expire(now uint32, budget int) int {
 			t.unlock2(ob, rb) // removed meanwhile by someone else
 			continue
 		}
-		st, seen := State(e.word.Load()), e.seen.Load()
+		st, seen := State(e.word.Load()&stateMask), e.seen.Load()
 		if int32(now-seen) < int32(t.timeouts[classOf(st)].Load()) {
 			due := t.dueTick(seen, st)
 			t.wheelMu.Lock()

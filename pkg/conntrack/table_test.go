@@ -69,7 +69,7 @@ func tuples(i int) (o, r Tuple) {
 func insert(t *testing.T, tb *Table, i int, now uint32) Flow {
 	t.Helper()
 	o, r := tuples(i)
-	f := Flow{Orig: o, Reply: r, Backend: uint32(i % 3), Service: 1, ClientMAC: [6]byte{2, 0, 0, 0, 0, byte(i)}}
+	f := Flow{Orig: o, Reply: r, Backend: uint32(i % 3), Service: 1, ClientMAC: [6]byte{2, 0, 0, 0, 0, byte(i)}, IfSlot: uint8(i % 4)}
 	if res := tb.Insert(&f, now); res != Inserted {
 		t.Fatalf("insert %d: %d", i, res)
 	}
@@ -104,6 +104,12 @@ func TestInsertTrack(t *testing.T) {
 	}
 	if r := tb.Track(&f.Orig, Orig, ACK, 1000, &out); r != Hit || out.State != Established {
 		t.Fatalf("ack: %d %v", r, out.State)
+	}
+	if tb.Track(&f.Reply, Reply, FINACK, 1000, &out); out.State != CloseWait || !out.BackendClosedFirst {
+		t.Fatalf("backend FIN: %v %v", out.State, out.BackendClosedFirst)
+	}
+	if tb.Track(&f.Orig, Orig, FINACK, 1000, &out); out.State != TimeWait || !out.BackendClosedFirst || out.IfSlot != f.IfSlot {
+		t.Fatalf("client FIN: %v %v", out.State, out.BackendClosedFirst)
 	}
 	o3, _ := tuples(3)
 	if r := tb.Track(&o3, Orig, ACK, 1000, &out); r != Miss {
