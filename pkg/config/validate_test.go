@@ -1,0 +1,207 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validSpec is a small valid Spec that each case below breaks in one way.
+func validSpec() Spec {
+	s := Default()
+	s.Services = []Service{{
+		Name:     "web",
+		VIP:      netip.MustParseAddr("198.18.0.100"),
+		Ports:    []uint16{80},
+		Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:8080"), Weight: 1}, {Addr: netip.MustParseAddrPort("198.18.0.22:0"), Weight: 1}},
+	}}
+	return s
+}
+
+func TestValidate(t *testing.T) {
+	a := netip.MustParseAddr
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name string
+		edit func(s *Spec)
+		want string // "" = valid
+	}{
+		{"valid", func(*Spec) {}, ""},
+		{"no services", func(s *Spec) { s.Services = nil }, `config: services: at least one service required`},
+		{"no backends", func(s *Spec) { s.Services[0].Backends = nil }, `config: services[0].backends: at least one backend required`},
+		{"no vip", func(s *Spec) { s.Services[0].VIP = netip.Addr{} }, `config: services[0].vip: address required`},
+		{"ipv6 vip", func(s *Spec) { s.Services[0].VIP = a("2001:db8::1") }, `config: services[0].vip: "2001:db8::1": IPv6 not supported yet`},
+		{"mapped vip", func(s *Spec) { s.Services[0].VIP = a("::ffff:198.18.0.100") }, `config: services[0].vip: "::ffff:198.18.0.100": IPv4-mapped IPv6 address (write it as IPv4)`},
+		{"unspecified vip", func(s *Spec) { s.Services[0].VIP = a("0.0.0.0") }, `config: services[0].vip: "0.0.0.0": unspecified address not allowed`},
+		{"multicast vip", func(s *Spec) { s.Services[0].VIP = a("224.0.0.1") }, `config: services[0].vip: "224.0.0.1": multicast address not allowed`},
+		{"broadcast vip", func(s *Spec) { s.Services[0].VIP = a("255.255.255.255") }, `config: services[0].vip: "255.255.255.255": broadcast address not allowed`},
+		{"loopback vip", func(s *Spec) { s.Services[0].VIP = a("127.0.0.1") }, `config: services[0].vip: "127.0.0.1": loopback address not allowed (not reachable through an interface)`},
+		{"no ports", func(s *Spec) { s.Services[0].Ports = nil }, `config: services[0].ports: at least one port required`},
+		{"port 0", func(s *Spec) { s.Services[0].Ports = []uint16{80, 0} }, `config: services[0].ports[1]: "0": invalid port`},
+		{"duplicate port", func(s *Spec) { s.Services[0].Ports = []uint16{80, 443, 80} }, `config: services[0].ports[2]: "80": duplicate of services[0].ports[0]`},
+		{"duplicate vip:port", func(s *Spec) {
+			s.Services = append(s.Services, Service{Name: "api", VIP: a("198.18.0.100"), Ports: []uint16{8080, 80},
+				Backends: []Backend{{Addr: ap("198.18.0.31:80"), Weight: 1}}})
+		}, `config: services[1].ports[1]: "198.18.0.100:80": already used by services[0].ports[0]`},
+		{"same port other vip", func(s *Spec) {
+			s.Services = append(s.Services, Service{VIP: a("198.18.0.101"), Ports: []uint16{80},
+				Backends: []Backend{{Addr: ap("198.18.0.21:8080"), Weight: 1}}})
+		}, ""},
+		{"bad mode", func(s *Spec) { s.Services[0].Mode = 9 }, `config: services[0].mode: "Mode(9)": unknown mode (want fullnat or dnat)`},
+		{"scheduler later", func(s *Spec) { s.Services[0].Scheduler = "maglev" }, `config: services[0].scheduler: "maglev": not supported yet`},
+		{"scheduler unknown", func(s *Spec) { s.Services[0].Scheduler = "fastest" }, `config: services[0].scheduler: "fastest": unknown scheduler (want rr)`},
+		{"duplicate name", func(s *Spec) {
+			s.Services = append(s.Services, Service{Name: "web", VIP: a("198.18.0.101"), Ports: []uint16{80},
+				Backends: []Backend{{Addr: ap("198.18.0.21:8080"), Weight: 1}}})
+		}, `config: services[1].name: "web": already used by services[0]`},
+		{"default name collides", func(s *Spec) {
+			s.Services[0].Name = "198.18.0.101:80"
+			s.Services = append(s.Services, Service{VIP: a("198.18.0.101"), Ports: []uint16{80},
+				Backends: []Backend{{Addr: ap("198.18.0.21:8080"), Weight: 1}}})
+		}, `config: services[1].name: "198.18.0.101:80": already used by services[0]`},
+		{"name with newline", func(s *Spec) { s.Services[0].Name = "a\nb" }, `config: services[0].name: "a\nb": name must be printable text`},
+		{"backend no address", func(s *Spec) { s.Services[0].Backends[1].Addr = netip.AddrPort{} }, `config: services[0].backends[1]: address required`},
+		{"backend ipv6", func(s *Spec) { s.Services[0].Backends[1].Addr = ap("[2001:db8::5]:80") }, `config: services[0].backends[1]: "[2001:db8::5]:80": IPv6 not supported yet`},
+		{"backend broadcast", func(s *Spec) { s.Services[0].Backends[0].Addr = ap("255.255.255.255:0") }, `config: services[0].backends[0]: "255.255.255.255": broadcast address not allowed`},
+		{"backend port on multi-port", func(s *Spec) { s.Services[0].Ports = []uint16{80, 443} },
+			`config: services[0].backends[0]: "198.18.0.21:8080": port not allowed: the service has several ports, each goes to the same port on the backend`},
+		{"duplicate backend", func(s *Spec) {
+			s.Services[0].Backends = append(s.Services[0].Backends, Backend{Addr: ap("198.18.0.21:8080"), Weight: 1})
+		}, `config: services[0].backends[2]: "198.18.0.21:8080": duplicate of services[0].backends[0]`},
+		{"duplicate backend implicit port", func(s *Spec) {
+			s.Services[0].Backends = append(s.Services[0].Backends, Backend{Addr: ap("198.18.0.22:80"), Weight: 1})
+		}, `config: services[0].backends[2]: "198.18.0.22:80": duplicate of services[0].backends[1]`},
+		{"same backend other port", func(s *Spec) {
+			s.Services[0].Backends = append(s.Services[0].Backends, Backend{Addr: ap("198.18.0.21:8081"), Weight: 1})
+		}, ""},
+		{"backend is vip", func(s *Spec) { s.Services[0].Backends[1].Addr = ap("198.18.0.100:0") },
+			`config: services[0].backends[1]: "198.18.0.100": backend is the service address itself (a forwarding loop)`},
+		{"backend on vip other port", func(s *Spec) { s.Services[0].Backends[1].Addr = ap("198.18.0.100:8080") }, ""},
+		{"weight 0", func(s *Spec) { s.Services[0].Backends[0].Weight = 0 }, ""},
+		{"weight max", func(s *Spec) { s.Services[0].Backends[0].Weight = 65535 }, ""},
+		{"weight high", func(s *Spec) { s.Services[0].Backends[0].Weight = 65536 }, `config: services[0].backends[0].weight: "65536": must be 0..65535`},
+		{"weight negative", func(s *Spec) { s.Services[0].Backends[0].Weight = -1 }, `config: services[0].backends[0].weight: "-1": must be 0..65535`},
+		{"health type later", func(s *Spec) { s.Health.Type = "http" }, `config: health.type: "http": not supported yet`},
+		{"health type unknown", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Type = "icmp" }, `config: services[0].health.type: "icmp": unknown health check type (want tcp)`},
+		{"health interval 0", func(s *Spec) { s.Health.Interval = 0 }, `config: health.interval: "0s": must be greater than 0`},
+		{"health timeout negative", func(s *Spec) { s.Health.Timeout = -time.Second }, `config: health.timeout: "-1s": must be greater than 0`},
+		{"health interval = timeout", func(s *Spec) { s.Health.Timeout = 2 * time.Second }, `config: health: interval 2s must be greater than timeout 2s`},
+		{"health rise 0", func(s *Spec) { s.Health.Rise = 0 }, `config: health.rise: "0": must be at least 1`},
+		{"health fall 0", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Fall = 0 }, `config: services[0].health.fall: "0": must be at least 1`},
+		{"timeout syn 0", func(s *Spec) { s.Timeouts.SYN = 0 }, `config: timeouts.syn: "0s": must be greater than 0`},
+		{"timeout established", func(s *Spec) { s.Timeouts.Established = -1 }, `config: timeouts.established: "-1ns": must be greater than 0`},
+		{"timeout fin", func(s *Spec) { s.Timeouts.FIN = 0 }, `config: timeouts.fin: "0s": must be greater than 0`},
+		{"timeout time_wait", func(s *Spec) { s.Timeouts.TimeWait = 0 }, `config: timeouts.time_wait: "0s": must be greater than 0`},
+		{"timeout close", func(s *Spec) { s.Timeouts.Close = 0 }, `config: timeouts.close: "0s": must be greater than 0`},
+		{"max_conns 0", func(s *Spec) { s.MaxConns = 0 }, `config: max_conns: "0": must be 1..67108864`},
+		{"max_conns max", func(s *Spec) { s.MaxConns = 1 << 26 }, ""},
+		{"max_conns high", func(s *Spec) { s.MaxConns = 1<<26 + 1 }, `config: max_conns: "67108865": must be 1..67108864`},
+		{"workers", func(s *Spec) { s.Workers = 1024 }, ""},
+		{"workers high", func(s *Spec) { s.Workers = 1025 }, `config: workers: "1025": must be 0..1024 (0 = one per CPU)`},
+		{"workers negative", func(s *Spec) { s.Workers = -1 }, `config: workers: "-1": must be 0..1024 (0 = one per CPU)`},
+		{"log level", func(s *Spec) { s.LogLevel = slog.LevelInfo + 2 }, `config: log.level: "INFO+2": unknown log level (want debug, info, warn or error)`},
+		{"log format", func(s *Spec) { s.LogFormat = "xml" }, `config: log.format: "xml": unknown log format (want text or json)`},
+		{"nat ports reversed", func(s *Spec) { s.NATPorts = PortRange{5000, 4000} }, `config: nat_ports: "5000-4000": low port above high port`},
+		{"nat ports low", func(s *Spec) { s.NATPorts = PortRange{1023, 4000} }, `config: nat_ports: "1023-4000": must start at 1024 or above`},
+		{"nat ports 1024", func(s *Spec) { s.NATPorts = PortRange{1024, 1024} }, ""},
+		{"nat ports cover vip port", func(s *Spec) {
+			s.SNAT = []netip.Addr{a("198.18.0.100")}
+			s.NATPorts = PortRange{1024, 65535}
+			s.Services[0].Ports = []uint16{80, 8080}
+			s.Services[0].Backends = []Backend{{Addr: ap("198.18.0.21:0"), Weight: 1}}
+		}, `config: nat_ports: "1024-65535": includes services[0].ports[1], a service port on an snat address`},
+		{"nat ports other snat", func(s *Spec) {
+			s.SNAT = []netip.Addr{a("198.18.0.2")}
+			s.NATPorts = PortRange{1024, 65535}
+		}, ""},
+		{"snat ipv6", func(s *Spec) { s.SNAT = []netip.Addr{a("2001:db8::1")} }, `config: snat[0]: "2001:db8::1": IPv6 not supported yet`},
+		{"snat invalid", func(s *Spec) { s.SNAT = []netip.Addr{{}} }, `config: snat[0]: invalid address`},
+		{"snat duplicate", func(s *Spec) { s.SNAT = []netip.Addr{a("198.18.0.2"), a("198.18.0.3"), a("198.18.0.2")} }, `config: snat[2]: "198.18.0.2": duplicate of snat[0]`},
+		{"iface ok", func(s *Spec) { s.Interfaces = []string{"eth0", "veth-l4t.12345"} }, ""},
+		{"iface empty", func(s *Spec) { s.Interfaces = []string{""} }, `config: interfaces[0]: "": invalid interface name`},
+		{"iface long", func(s *Spec) { s.Interfaces = []string{"abcdefghijklmnop"} }, `config: interfaces[0]: "abcdefghijklmnop": invalid interface name`},
+		{"iface slash", func(s *Spec) { s.Interfaces = []string{"eth0", "a/b"} }, `config: interfaces[1]: "a/b": invalid interface name`},
+		{"iface space", func(s *Spec) { s.Interfaces = []string{"a b"} }, `config: interfaces[0]: "a b": invalid interface name`},
+		{"iface dot", func(s *Spec) { s.Interfaces = []string{".."} }, `config: interfaces[0]: "..": invalid interface name`},
+		{"iface duplicate", func(s *Spec) { s.Interfaces = []string{"eth0", "eth0"} }, `config: interfaces[1]: "eth0": duplicate of interfaces[0]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validSpec()
+			tt.edit(&s)
+			err := s.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Fatalf("Validate() = %v\nwant        %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateNotSupported(t *testing.T) {
+	for _, edit := range []func(*Spec){
+		func(s *Spec) { s.Services[0].VIP = netip.MustParseAddr("2001:db8::1") },
+		func(s *Spec) { s.Services[0].Scheduler = "wrr" },
+		func(s *Spec) { s.Health.Type = "send-expect" },
+	} {
+		s := validSpec()
+		edit(&s)
+		if err := s.Validate(); !errors.Is(err, ErrNotSupported) {
+			t.Errorf("Validate() = %v, want an error wrapping ErrNotSupported", err)
+		}
+	}
+	s := validSpec()
+	s.Services[0].Scheduler = "rrr"
+	if err := s.Validate(); err == nil || errors.Is(err, ErrNotSupported) {
+		t.Errorf("unknown scheduler: Validate() = %v, want an error not wrapping ErrNotSupported", err)
+	}
+}
+
+func TestValidateFillsDefaults(t *testing.T) {
+	s := Spec{
+		MaxConns: 10,
+		Timeouts: DefaultTimeouts(),
+		Services: []Service{
+			{VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{443, 80},
+				Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:0")}}},
+			{VIP: netip.MustParseAddr("198.18.0.101"), Ports: []uint16{80}, Health: Health{Interval: time.Second, Timeout: time.Millisecond, Rise: 1, Fall: 1},
+				Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:0")}}},
+		},
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.LogFormat != "text" || s.Health != DefaultHealth() {
+		t.Errorf("spec defaults: log format %q, health %+v", s.LogFormat, s.Health)
+	}
+	s0, s1 := s.Services[0], s.Services[1]
+	if s0.Name != "198.18.0.100:443" || s0.Scheduler != "rr" || s0.Mode != ModeFullNAT || s0.Health != DefaultHealth() {
+		t.Errorf("service 0 defaults: %+v", s0)
+	}
+	if s1.Health.Type != "tcp" || s1.Health.Interval != time.Second {
+		t.Errorf("service 1 keeps its own health: %+v", s1.Health)
+	}
+	// A hand-built Backend keeps weight 0: quiescent, not defaulted.
+	if s0.Backends[0].Weight != 0 {
+		t.Errorf("weight = %d, want 0", s0.Backends[0].Weight)
+	}
+	// Validating twice changes nothing.
+	before := s.Services[0]
+	if err := s.Validate(); err != nil || s.Services[0].Name != before.Name {
+		t.Errorf("second Validate: %v, %+v", err, s.Services[0])
+	}
+}
+
+func TestValidateErrorsAreOneLine(t *testing.T) {
+	s := validSpec()
+	s.Services[0].Name = strings.Repeat("x\n", 200)
+	err := s.Validate()
+	if err == nil || strings.ContainsAny(err.Error(), "\n\r") || len(err.Error()) > 300 {
+		t.Fatalf("Validate() = %q, want a short single line", err)
+	}
+}

@@ -1,0 +1,255 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseExample(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/config/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse("example.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort
+	want := Default()
+	want.Interfaces = []string{"eth0"}
+	want.SNAT = []netip.Addr{netip.MustParseAddr("198.18.0.2")}
+	want.NATPorts = PortRange{61000, 65535}
+	want.Services = []Service{
+		{
+			Name: "web", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80, 443},
+			Mode: ModeFullNAT, Scheduler: "rr",
+			Health:   Health{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3},
+			Backends: []Backend{{Addr: ap("198.18.0.21:0"), Weight: 1}, {Addr: ap("198.18.0.22:0"), Weight: 2}},
+		},
+		{
+			Name: "198.18.0.101:8080", VIP: netip.MustParseAddr("198.18.0.101"), Ports: []uint16{8080},
+			Mode: ModeDNAT, Scheduler: "rr", Health: DefaultHealth(),
+			Backends: []Backend{{Addr: ap("198.18.0.31:80"), Weight: 1}, {Addr: ap("198.18.0.32:80"), Weight: 0}},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse(example.yaml) =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	got, err := Parse("min.yaml", []byte("services: [{vip: 198.18.0.100, port: 80, backends: [198.18.0.21]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Services = []Service{{
+		Name: "198.18.0.100:80", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80},
+		Scheduler: "rr", Health: DefaultHealth(),
+		Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:0"), Weight: 1}},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	doc := `
+guard: false
+workers: 4
+max_conns: 0x100
+log: {level: DEBUG, format: json}
+nat_ports: 40000
+timeouts: {established: 1h}
+health: {timeout: 300ms, rise: 1, port: 9000}
+services:
+  - vip: 198.18.0.100
+    ports: [80, 443]
+    health: {fall: 5, port: 0}
+    backends: &web
+      - 198.18.0.21
+      - {address: 198.18.0.22, weight: 5}
+  - vip: "198.18.0.101"
+    port: 80
+    health: ~
+    backends: *web
+`
+	s, err := Parse("v.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Guard || s.Workers != 4 || s.MaxConns != 256 || s.LogLevel != slog.LevelDebug || s.LogFormat != "json" ||
+		s.NATPorts != (PortRange{40000, 40000}) || s.Timeouts.Established != time.Hour || s.Timeouts.SYN != time.Minute {
+		t.Errorf("top level: %+v", s)
+	}
+	h0 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 5}
+	h1 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 3, Port: 9000}
+	if s.Services[0].Health != h0 || s.Services[1].Health != h1 {
+		t.Errorf("health: %+v, %+v", s.Services[0].Health, s.Services[1].Health)
+	}
+	if !reflect.DeepEqual(s.Services[0].Backends, s.Services[1].Backends) || s.Services[1].Backends[1].Weight != 5 {
+		t.Errorf("aliased backends: %+v vs %+v", s.Services[0].Backends, s.Services[1].Backends)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	// svc is a valid one-service body; cases append to or replace parts of it.
+	const svc = "services:\n  - name: web\n    vip: 198.18.0.100\n    port: 80\n    backends:\n      - 198.18.0.21\n"
+	tests := []struct {
+		name string
+		doc  string
+		want string
+	}{
+		{"empty", "", `config: t.yaml: services: at least one service required`},
+		{"comments only", "# nothing\n", `config: t.yaml: services: at least one service required`},
+		{"null", "~\n", `config: t.yaml: services: at least one service required`},
+		{"empty list", "services: []\n", `config: t.yaml:1: services: at least one service required`},
+		{"syntax", "services: [\n", `config: t.yaml:1: did not find expected node content`},
+		{"tab indent", "services:\n\t- vip: 1\n", `config: t.yaml:2: found character that cannot start any token`},
+		{"two documents", svc + "---\nguard: true\n", `config: t.yaml:7: more than one document`},
+		{"root list", "- 1\n", `config: t.yaml:1: must be a mapping (key: value)`},
+		{"unknown top", svc + "gaurd: true\n", `config: t.yaml:7: unknown field "gaurd"`},
+		{"unknown service field", "services:\n  - vip: 198.18.0.100\n    bakends: []\n", `config: t.yaml:3: services[0]: unknown field "bakends"`},
+		{"duplicate field", svc + "    vip: 198.18.0.101\n", `config: t.yaml:7: services[0]: duplicate field "vip" (first at line 3)`},
+		{"merge key", "base: &b {port: 80}\n", `config: t.yaml:1: unknown field "base"`},
+		{"complex key", "? [a]\n: 1\n", `config: t.yaml:1: keys must be plain names`},
+		{"services mapping", "services: {web: 1}\n", `config: t.yaml:1: services: must be a list`},
+		{"service scalar", "services: [web]\n", `config: t.yaml:1: services[0]: must be a mapping (key: value)`},
+		{"vip missing", "services:\n  - port: 80\n    backends: [198.18.0.21]\n", `config: t.yaml:2: services[0].vip: address required`},
+		{"vip null", "services:\n  - vip:\n    port: 80\n", `config: t.yaml:2: services[0].vip: value required`},
+		{"vip list", "services:\n  - vip: [198.18.0.100]\n", `config: t.yaml:2: services[0].vip: must be a single value`},
+		{"vip invalid", strings.Replace(svc, "198.18.0.100", "198.18.0.300", 1), `config: t.yaml:3: services[0].vip: "198.18.0.300": invalid address`},
+		{"vip with port", strings.Replace(svc, "198.18.0.100", "198.18.0.100:80", 1), `config: t.yaml:3: services[0].vip: "198.18.0.100:80": port not allowed here (use port or ports)`},
+		{"vip ipv6", strings.Replace(svc, "198.18.0.100", "'2001:db8::1'", 1), `config: t.yaml:3: services[0].vip: "2001:db8::1": IPv6 not supported yet`},
+		{"vip multicast", strings.Replace(svc, "198.18.0.100", "239.1.1.1", 1), `config: t.yaml:3: services[0].vip: "239.1.1.1": multicast address not allowed`},
+		{"port and ports", svc + "    ports: [81]\n", `config: t.yaml:7: services[0].ports: use either port or ports, not both`},
+		{"no port", "services:\n  - vip: 198.18.0.100\n    backends: [198.18.0.21]\n", `config: t.yaml:2: services[0].ports: at least one port required`},
+		{"port 0", strings.Replace(svc, "port: 80", "port: 0", 1), `config: t.yaml:4: services[0].port: "0": invalid port`},
+		{"port high", strings.Replace(svc, "port: 80", "port: 65536", 1), `config: t.yaml:4: services[0].port: "65536": invalid port`},
+		{"port text", strings.Replace(svc, "port: 80", "port: http", 1), `config: t.yaml:4: services[0].port: "http": invalid port`},
+		{"port quoted", strings.Replace(svc, "port: 80", `port: "80"`, 1), `config: t.yaml:4: services[0].port: "80": invalid port`},
+		{"ports element", strings.Replace(svc, "port: 80", "ports: [80, -1]", 1), `config: t.yaml:4: services[0].ports[1]: "-1": invalid port`},
+		{"ports duplicate", strings.Replace(svc, "port: 80", "ports:\n      - 80\n      - 80", 1), `config: t.yaml:6: services[0].ports[1]: "80": duplicate of services[0].ports[0] (line 5)`},
+		{"ports scalar", strings.Replace(svc, "port: 80", "ports: 80", 1), `config: t.yaml:4: services[0].ports: must be a list`},
+		{"mode", svc + "    mode: snat\n", `config: t.yaml:7: services[0].mode: "snat": unknown mode (want fullnat or dnat)`},
+		{"scheduler later", svc + "    scheduler: maglev\n", `config: t.yaml:7: services[0].scheduler: "maglev": not supported yet`},
+		{"scheduler unknown", svc + "    scheduler: 7\n", `config: t.yaml:7: services[0].scheduler: "7": unknown scheduler (want rr)`},
+		{"no backends", "services:\n  - vip: 198.18.0.100\n    port: 80\n    backends: []\n", `config: t.yaml:4: services[0].backends: at least one backend required`},
+		{"backends absent", "services:\n  - vip: 198.18.0.100\n    port: 80\n", `config: t.yaml:2: services[0].backends: at least one backend required`},
+		{"backend address", svc + "      - {address: 198.18.0.300:8080, weight: 2}\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.300:8080": invalid address`},
+		{"backend short address", svc + "      - 198.18.0.22:99999\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.22:99999": invalid port`},
+		{"backend port text", svc + "      - 198.18.0.22:http\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.22:http": invalid port`},
+		{"backend name", svc + "      - web1.example\n", `config: t.yaml:7: services[0].backends[1]: "web1.example": invalid address`},
+		{"backend no address", svc + "      - {weight: 2}\n", `config: t.yaml:7: services[0].backends[1]: address required`},
+		{"backend unknown field", svc + "      - {address: 198.18.0.22, wieght: 2}\n", `config: t.yaml:7: services[0].backends[1]: unknown field "wieght"`},
+		{"backend list", svc + "      - [198.18.0.22]\n", `config: t.yaml:7: services[0].backends[1]: must be a single value`},
+		{"backend ipv6", svc + "      - '[2001:db8::2]:80'\n", `config: t.yaml:7: services[0].backends[1]: "[2001:db8::2]:80": IPv6 not supported yet`},
+		{"backend unspecified", svc + "      - 0.0.0.0\n", `config: t.yaml:7: services[0].backends[1]: "0.0.0.0": unspecified address not allowed`},
+		{"backend duplicate", svc + "      - 198.18.0.21:80\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.21:80": duplicate of services[0].backends[0] (line 6)`},
+		{"backend is vip", svc + "      - 198.18.0.100:80\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.100:80": backend is the service address itself (a forwarding loop)`},
+		{"backend port with ports", strings.Replace(svc, "port: 80", "ports: [80, 443]", 1) + "      - {address: 198.18.0.22:8080, weight: 2}\n",
+			`config: t.yaml:7: services[0].backends[1]: "198.18.0.22:8080": port not allowed: the service has several ports, each goes to the same port on the backend`},
+		{"weight text", svc + "      - {address: 198.18.0.22, weight: heavy}\n", `config: t.yaml:7: services[0].backends[1].weight: "heavy": must be an integer`},
+		{"weight float", svc + "      - {address: 198.18.0.22, weight: 1.5}\n", `config: t.yaml:7: services[0].backends[1].weight: "1.5": must be an integer`},
+		{"weight high", svc + "      - address: 198.18.0.22\n        weight: 70000\n", `config: t.yaml:8: services[0].backends[1].weight: "70000": must be 0..65535`},
+		{"weight huge", svc + "      - {address: 198.18.0.22, weight: 99999999999}\n", `config: t.yaml:7: services[0].backends[1].weight: "99999999999": out of range`},
+		{"duplicate vip port", svc + "  - name: api\n    vip: 198.18.0.100\n    ports: [8080, 80]\n    backends: [198.18.0.31]\n",
+			`config: t.yaml:9: services[1].ports[1]: "198.18.0.100:80": already used by services[0].port (line 4)`},
+		{"duplicate name", svc + "  - name: web\n    vip: 198.18.0.101\n    port: 80\n    backends: [198.18.0.31]\n",
+			`config: t.yaml:7: services[1].name: "web": already used by services[0] (line 2)`},
+		{"name default collides", svc + "  - vip: 198.18.0.101\n    port: 80\n    backends: [198.18.0.31]\n  - name: 198.18.0.101:80\n    vip: 198.18.0.102\n    port: 80\n    backends: [198.18.0.31]\n",
+			`config: t.yaml:10: services[2].name: "198.18.0.101:80": already used by services[1] (line 7)`},
+		{"name empty", strings.Replace(svc, "name: web", `name: ""`, 1), ""},
+		{"health type", svc + "    health: {type: http}\n", `config: t.yaml:7: services[0].health.type: "http": not supported yet`},
+		{"health override breaks interval", svc + "    health: {interval: 1s}\n", `config: t.yaml:7: services[0].health: interval 1s must be greater than timeout 1s`},
+		{"health global interval", "health:\n  interval: 1000ms\n  timeout: 1s\n" + svc, `config: t.yaml:2: health: interval 1s must be greater than timeout 1s`},
+		{"health interval unit", "health: {interval: 2}\n" + svc, `config: t.yaml:1: health.interval: "2": invalid duration (want a number with a unit, e.g. 2s)`},
+		{"health interval text", "health: {interval: soon}\n" + svc, `config: t.yaml:1: health.interval: "soon": invalid duration (want a number with a unit, e.g. 2s)`},
+		{"health timeout 0", "health: {timeout: 0s}\n" + svc, `config: t.yaml:1: health.timeout: "0s": must be greater than 0`},
+		{"health rise 0", svc + "    health:\n      rise: 0\n", `config: t.yaml:8: services[0].health.rise: "0": must be at least 1`},
+		{"health fall", "health: {fall: -2}\n" + svc, `config: t.yaml:1: health.fall: "-2": must be at least 1`},
+		{"health port", "health: {port: 65536}\n" + svc, `config: t.yaml:1: health.port: "65536": invalid port`},
+		{"health unknown", "health: {inter: 2s}\n" + svc, `config: t.yaml:1: health: unknown field "inter"`},
+		{"health scalar", "health: tcp\n" + svc, `config: t.yaml:1: health: must be a mapping (key: value)`},
+		{"timeouts syn", svc + "timeouts:\n  syn: 0s\n", `config: t.yaml:8: timeouts.syn: "0s": must be greater than 0`},
+		{"timeouts negative", svc + "timeouts: {close: -1s}\n", `config: t.yaml:7: timeouts.close: "-1s": must be greater than 0`},
+		{"timeouts raw value kept", svc + "timeouts: {fin: -1000ms}\n", `config: t.yaml:7: timeouts.fin: "-1000ms": must be greater than 0`},
+		{"timeouts unknown", svc + "timeouts: {timewait: 1s}\n", `config: t.yaml:7: timeouts: unknown field "timewait"`},
+		{"max_conns text", "max_conns: lots\n" + svc, `config: t.yaml:1: max_conns: "lots": must be an integer`},
+		{"max_conns 0", "max_conns: 0\n" + svc, `config: t.yaml:1: max_conns: "0": must be 1..67108864`},
+		{"max_conns high", "max_conns: 1_000_000_000\n" + svc, `config: t.yaml:1: max_conns: "1_000_000_000": must be 1..67108864`},
+		{"workers", "workers: 2000\n" + svc, `config: t.yaml:1: workers: "2000": must be 0..1024 (0 = one per CPU)`},
+		{"guard", "guard: maybe\n" + svc, `config: t.yaml:1: guard: "maybe": must be true or false`},
+		{"guard yes", "guard: yes\n" + svc, `config: t.yaml:1: guard: "yes": must be true or false`},
+		{"log level", "log: {level: trace}\n" + svc, `config: t.yaml:1: log.level: "trace": unknown log level (want debug, info, warn or error)`},
+		{"log format", "log:\n  format: xml\n" + svc, `config: t.yaml:2: log.format: "xml": unknown log format (want text or json)`},
+		{"log unknown", "log: {lvl: info}\n" + svc, `config: t.yaml:1: log: unknown field "lvl"`},
+		{"nat_ports syntax", "nat_ports: 1000:2000\n" + svc, `config: t.yaml:1: nat_ports: "1000:2000": invalid port range (want LO-HI, a single port or auto)`},
+		{"nat_ports low", "nat_ports: 80-90\n" + svc, `config: t.yaml:1: nat_ports: "80-90": must start at 1024 or above`},
+		{"nat_ports reversed", "nat_ports: 3000-2000\n" + svc, `config: t.yaml:1: nat_ports: "3000-2000": low port above high port`},
+		{"nat_ports auto", "nat_ports: auto\n" + svc, ""},
+		{"nat_ports overlap", "snat: [198.18.0.100]\nnat_ports: 1024-65535\n" + strings.Replace(svc, "port: 80", "port: 8080", 1),
+			`config: t.yaml:2: nat_ports: "1024-65535": includes services[0].port (line 6), a service port on an snat address`},
+		{"snat port", "snat: [198.18.0.2:80]\n" + svc, `config: t.yaml:1: snat[0]: "198.18.0.2:80": port not allowed here`},
+		{"snat invalid", "snat: [nope]\n" + svc, `config: t.yaml:1: snat[0]: "nope": invalid address`},
+		{"snat loopback", "snat:\n  - 198.18.0.2\n  - 127.0.0.2\n" + svc, `config: t.yaml:3: snat[1]: "127.0.0.2": loopback address not allowed (not reachable through an interface)`},
+		{"snat duplicate", "snat: [198.18.0.2, 198.18.0.2]\n" + svc, `config: t.yaml:1: snat[1]: "198.18.0.2": duplicate of snat[0] (line 1)`},
+		{"snat scalar", "snat: 198.18.0.2\n" + svc, `config: t.yaml:1: snat: must be a list`},
+		{"iface invalid", "interfaces: [eth0, 'a b']\n" + svc, `config: t.yaml:1: interfaces[1]: "a b": invalid interface name`},
+		{"iface empty", "interfaces: ['']\n" + svc, `config: t.yaml:1: interfaces[0]: "": invalid interface name`},
+		{"iface null", "interfaces: [~]\n" + svc, `config: t.yaml:1: interfaces[0]: value required`},
+		{"long value is cut", "log: {level: " + strings.Repeat("x", 200) + "}\n" + svc,
+			`config: t.yaml:1: log.level: "` + strings.Repeat("x", 80) + `...": unknown log level (want debug, info, warn or error)`},
+		{"control characters", "log: {level: \"a\\nb\\u0007\"}\n" + svc, `config: t.yaml:1: log.level: "a\nb\a": unknown log level (want debug, info, warn or error)`},
+		{"unknown alias", "services: *nope\n", `config: t.yaml: unknown anchor 'nope' referenced`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(tt.doc))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Parse() = %v, want nil", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Fatalf("Parse() = %v\nwant        %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseNotSupported(t *testing.T) {
+	_, err := Parse("t.yaml", []byte("services: [{vip: 198.18.0.1, port: 80, scheduler: wrr, backends: [198.18.0.2]}]"))
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Parse() = %v, want an error wrapping ErrNotSupported", err)
+	}
+}
+
+// TestParseAliasBomb checks that aliases cannot make a short document cost
+// unbounded work.
+func TestParseAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n  - &s\n    vip: 198.18.0.1\n    port: 80\n    backends: &b [")
+	for i := 0; i < 2000; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("198.18.0.2")
+	}
+	b.WriteString("]\n")
+	for i := 0; i < 2000; i++ {
+		b.WriteString("  - *s\n")
+	}
+	start := time.Now()
+	_, err := Parse("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "document too large") {
+		t.Fatalf("Parse() = %v, want a size error", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Parse took %v", d)
+	}
+}
