@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func client(i int) [16]byte { return [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: byte(i >> 8), 15: byte(i)} }
+func client(i int) [16]byte {
+	return [16]byte{10: 0xff, 11: 0xff, 12: 198, 13: 18, 14: byte(i >> 8), 15: byte(i)}
+}
 
 func TestParsePortRange(t *testing.T) {
 	for _, c := range []struct {

@@ -1,0 +1,391 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/l4raw/l4raw/pkg/conntrack"
+	"github.com/l4raw/l4raw/pkg/nat"
+	"github.com/l4raw/l4raw/pkg/sched"
+)
+
+// Mode is a service's forwarding mode.
+type Mode uint8
+
+// Modes.
+const (
+	// FullNAT rewrites source and destination: the backend sees the
+	// balancer's SNAT address, so replies come back on any network layout.
+	FullNAT Mode = iota
+	// DNAT rewrites only the destination: the backend sees the client's
+	// address and must route its replies through the balancer.
+	DNAT
+)
+
+func (m Mode) String() string {
+	if m == DNAT {
+		return "dnat"
+	}
+	return "fullnat"
+}
+
+// Hop is where frames toward a backend go: the egress interface, our MAC on
+// it and the next hop's MAC.
+type Hop struct {
+	Ifindex  int
+	Src, Dst [6]byte
+}
+
+// Iface is an interface the balancer receives and sends on.
+type Iface struct {
+	Index int
+	Name  string
+	MAC   [6]byte
+}
+
+// BackendSpec describes one backend of a service.
+type BackendSpec struct {
+	Addr   netip.AddrPort // port 0: the service port the connection came to
+	Weight int
+}
+
+// ServiceSpec describes one service (a VIP with one or more ports).
+type ServiceSpec struct {
+	Name      string
+	VIP       netip.Addr
+	Ports     []uint16
+	Mode      Mode
+	Scheduler string
+	Backends  []BackendSpec
+}
+
+// Setup is everything the engine forwards.
+type Setup struct {
+	Services []ServiceSpec
+	SNAT     []netip.Addr // full-NAT source addresses
+	NATPorts nat.PortRange
+	Ifaces   []Iface // receive and send interfaces; index = interface slot
+}
+
+// Config configures an Engine.
+type Config struct {
+	MaxConns int
+	Timeouts conntrack.Timeouts
+	Workers  int
+	Log      *slog.Logger
+	// Kick, if set, is called (from the frame path: it must not block) when
+	// a backend's next hop is unknown or unusable, to ask the control plane
+	// to resolve it.
+	Kick func(backend netip.Addr)
+	// RSTTTL is the IP TTL of the RSTs the balancer itself sends.
+	RSTTTL uint8
+}
+
+// Backend is one backend endpoint (address and port). It is shared by every
+// service that lists the same endpoint and lives as long as the engine, so
+// its counters, NAT ports and identity survive reloads.
+type Backend struct {
+	ID   uint32
+	Addr netip.AddrPort
+
+	addr4 [4]byte
+	hop   atomic.Pointer[Hop]
+	up    atomic.Bool
+	// pools[i] allocates NAT ports on SNAT address i for this backend.
+	pools []*nat.Pool
+	// stats has one padded slot per worker, so workers never share a line.
+	stats  []BackendStats
+	active atomic.Int64
+}
+
+// Up reports the backend's health.
+func (b *Backend) Up() bool { return b.up.Load() }
+
+// Active returns the number of connections in the table for this backend.
+func (b *Backend) Active() int64 { return b.active.Load() }
+
+// Stats returns the backend's counters summed over workers.
+func (b *Backend) Stats() BackendCounters {
+	var c BackendCounters
+	for i := range b.stats {
+		c.add(&b.stats[i])
+	}
+	return c
+}
+
+// NATPortsInUse returns the number of NAT ports held for this backend.
+func (b *Backend) NATPortsInUse() int {
+	n := 0
+	for _, p := range b.pools {
+		n += p.InUse()
+	}
+	return n
+}
+
+type member struct {
+	b      *Backend
+	weight int
+}
+
+// Service is one VIP:port the engine balances.
+type Service struct {
+	ID      uint16
+	Name    string
+	VIP     netip.Addr
+	Port    uint16
+	Mode    Mode
+	members []member
+	sched   atomic.Pointer[schedBox]
+	schedNm string
+}
+
+type schedBox struct{ s sched.Scheduler }
+
+// Backends returns the service's backends.
+func (s *Service) Backends() []*Backend {
+	out := make([]*Backend, len(s.members))
+	for i, m := range s.members {
+		out[i] = m.b
+	}
+	return out
+}
+
+// state is what the frame path reads; it is replaced, never changed.
+type state struct {
+	services map[uint64]*Service // key: svcKey(vip, port)
+	byID     []*Service
+	snat     [][4]byte
+	snatAddr []conntrack.Addr
+	ifaces   []Iface
+}
+
+func svcKey(a [4]byte, port uint16) uint64 {
+	return uint64(a[0])<<40 | uint64(a[1])<<32 | uint64(a[2])<<24 | uint64(a[3])<<16 | uint64(port)
+}
+
+// Engine is the forwarding logic shared by all workers.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	table *conntrack.Table
+	seed  maphash.Seed
+	st    atomic.Pointer[state]
+
+	mu       sync.Mutex                 // serialises control-plane changes
+	backends atomic.Pointer[[]*Backend] // by ID, append-only
+	byAddr   map[netip.AddrPort]*Backend
+	natRange nat.PortRange
+	nsnat    int
+
+	workers []*Worker
+}
+
+// New returns an engine with an empty setup.
+func New(cfg Config) *Engine {
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RSTTTL == 0 {
+		cfg.RSTTTL = 64
+	}
+	e := &Engine{cfg: cfg, log: cfg.Log, seed: maphash.MakeSeed(), byAddr: map[netip.AddrPort]*Backend{}}
+	e.table = conntrack.New(conntrack.Config{MaxConns: cfg.MaxConns, Timeouts: cfg.Timeouts, OnRemove: e.onRemove})
+	e.st.Store(&state{services: map[uint64]*Service{}})
+	empty := []*Backend{}
+	e.backends.Store(&empty)
+	for i := 0; i < cfg.Workers; i++ {
+		e.workers = append(e.workers, &Worker{e: e, id: i})
+	}
+	return e
+}
+
+// Table returns the connection table.
+func (e *Engine) Table() *conntrack.Table { return e.table }
+
+// Worker returns worker i's frame handler. Each worker must be used by one
+// goroutine at a time.
+func (e *Engine) Worker(i int) *Worker { return e.workers[i] }
+
+// Workers returns the number of workers.
+func (e *Engine) Workers() int { return len(e.workers) }
+
+// Backends returns every backend the engine has known, by ID.
+func (e *Engine) Backends() []*Backend { return *e.backends.Load() }
+
+// Services returns the current services.
+func (e *Engine) Services() []*Service { return e.st.Load().byID }
+
+// Apply replaces the setup. Backends already known keep their identity,
+// counters, NAT ports and health; connections in the table keep their
+// backend. The NAT port range and the SNAT addresses cannot change while
+// connections use them: a new range applies to new backends only.
+func (e *Engine) Apply(s Setup) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.byAddr) == 0 {
+		e.natRange, e.nsnat = s.NATPorts, len(s.SNAT)
+	} else if len(s.SNAT) != e.nsnat {
+		return fmt.Errorf("forward: the number of SNAT addresses cannot change at run time (%d now, %d asked)", e.nsnat, len(s.SNAT))
+	}
+	if len(s.Ifaces) > 255 {
+		return errors.New("forward: more than 255 interfaces")
+	}
+	ns := &state{services: map[uint64]*Service{}, ifaces: append([]Iface(nil), s.Ifaces...)}
+	for _, a := range s.SNAT {
+		if !a.Is4() {
+			return fmt.Errorf("forward: SNAT address %s: only IPv4 is supported", a)
+		}
+		ns.snat = append(ns.snat, a.As4())
+		ns.snatAddr = append(ns.snatAddr, conntrack.AddrFrom4(a.As4()))
+	}
+	old := e.st.Load()
+	backends := append([]*Backend(nil), e.Backends()...)
+	for _, sp := range s.Services {
+		if !sp.VIP.Is4() {
+			return fmt.Errorf("forward: service %s: VIP %s: only IPv4 is supported", sp.Name, sp.VIP)
+		}
+		if sp.Mode == FullNAT && len(ns.snat) == 0 {
+			return fmt.Errorf("forward: service %s: full NAT needs an SNAT address", sp.Name)
+		}
+		for _, port := range sp.Ports {
+			k := svcKey(sp.VIP.As4(), port)
+			if _, dup := ns.services[k]; dup {
+				return fmt.Errorf("forward: %s:%d is listed twice", sp.VIP, port)
+			}
+			if len(ns.byID) >= 1<<16 {
+				return errors.New("forward: more than 65536 service ports")
+			}
+			svc := &Service{ID: uint16(len(ns.byID)), Name: sp.Name, VIP: sp.VIP, Port: port, Mode: sp.Mode, schedNm: sp.Scheduler}
+			for _, bs := range sp.Backends {
+				ap := bs.Addr
+				if ap.Port() == 0 {
+					ap = netip.AddrPortFrom(ap.Addr(), port)
+				}
+				if !ap.Addr().Is4() {
+					return fmt.Errorf("forward: backend %s: only IPv4 is supported", ap)
+				}
+				b := e.byAddr[ap]
+				if b == nil {
+					b = &Backend{ID: uint32(len(backends)), Addr: ap, addr4: ap.Addr().As4(), stats: make([]BackendStats, len(e.workers))}
+					for range ns.snat {
+						b.pools = append(b.pools, nat.NewPool(e.natRange, nat.Quarantine))
+					}
+					e.byAddr[ap] = b
+					backends = append(backends, b)
+				}
+				svc.members = append(svc.members, member{b: b, weight: bs.Weight})
+			}
+			var prev sched.Scheduler
+			if o := old.services[k]; o != nil {
+				if box := o.sched.Load(); box != nil {
+					prev = box.s
+				}
+			}
+			if err := e.buildSched(svc, prev); err != nil {
+				return err
+			}
+			ns.services[k] = svc
+			ns.byID = append(ns.byID, svc)
+		}
+	}
+	e.backends.Store(&backends)
+	e.st.Store(ns)
+	return nil
+}
+
+// buildSched publishes a scheduler over the service's healthy members.
+func (e *Engine) buildSched(svc *Service, prev sched.Scheduler) error {
+	var cands []sched.Candidate
+	for _, m := range svc.members {
+		if m.b.up.Load() {
+			cands = append(cands, sched.Candidate{ID: m.b.ID, Weight: m.weight})
+		}
+	}
+	s, err := sched.New(svc.schedNm, cands, prev)
+	if err != nil {
+		return fmt.Errorf("forward: service %s: %w", svc.Name, err)
+	}
+	svc.sched.Store(&schedBox{s})
+	return nil
+}
+
+// SetHealth marks a backend up or down and rebuilds the schedulers of the
+// services that use it. Existing connections are not touched.
+func (e *Engine) SetHealth(addr netip.AddrPort, up bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b := e.byAddr[addr]
+	if b == nil || b.up.Swap(up) == up {
+		return
+	}
+	for _, svc := range e.st.Load().byID {
+		for _, m := range svc.members {
+			if m.b == b {
+				var prev sched.Scheduler
+				if box := svc.sched.Load(); box != nil {
+					prev = box.s
+				}
+				_ = e.buildSched(svc, prev) // the name was valid when the service was built
+				break
+			}
+		}
+	}
+}
+
+// SetHop sets (or, with nil, clears) the next hop toward every backend
+// endpoint on address a.
+func (e *Engine) SetHop(a netip.Addr, h *Hop) {
+	for _, b := range e.Backends() {
+		if b.Addr.Addr() == a {
+			b.hop.Store(h)
+		}
+	}
+}
+
+// Now returns the engine's clock (see conntrack.Table.Now).
+func (e *Engine) Now() uint32 { return e.table.Now() }
+
+// Expire runs the connection table's sweep; call it every 100 ms or so.
+func (e *Engine) Expire(budget int) int { return e.table.Expire(e.table.Now(), budget) }
+
+// RunExpiry sweeps the table every interval until stop is closed.
+func (e *Engine) RunExpiry(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			// 100k entries per 100 ms is 1M expiries a second, far above
+			// any connection rate the data path sustains.
+			e.Expire(100_000)
+		}
+	}
+}
+
+// onRemove releases what a connection held: its NAT port and its count.
+func (e *Engine) onRemove(f conntrack.Flow) {
+	bs := *e.backends.Load()
+	if int(f.Backend) >= len(bs) {
+		return
+	}
+	b := bs[f.Backend]
+	b.active.Add(-1)
+	st := e.st.Load()
+	for i, a := range st.snatAddr {
+		if a == f.Reply.Dst && i < len(b.pools) {
+			b.pools[i].Put(f.Reply.DstPort, f.Orig.Src, f.Seen, f.BackendClosedFirst)
+			return
+		}
+	}
+}

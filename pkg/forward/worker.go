@@ -1,0 +1,208 @@
+package forward
+
+import (
+	"hash/maphash"
+
+	"github.com/l4raw/l4raw/pkg/conntrack"
+	"github.com/l4raw/l4raw/pkg/packet"
+)
+
+// Worker handles the frames of one data-path goroutine. Its counters are
+// its own, so workers never write to a shared cache line on the frame path
+// (except connection-table entries both directions of a flow touch).
+type Worker struct {
+	e     *Engine
+	id    int
+	stats Stats
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Process handles a batch of received frames in place. bufs[i][:sizes[i]]
+// is a frame with its virtio-net header, received on interface ifs[i]. On
+// return, sizes[i] is the length of the frame to send from bufs[i] (0 drops
+// it) and ifs[i] the interface to send it on.
+func (w *Worker) Process(bufs [][]byte, sizes []int, ifs []int) {
+	now := w.e.table.Now()
+	st := w.e.st.Load()
+	bs := *w.e.backends.Load()
+	var rxBytes, txFrames, txBytes uint64
+	for i := range sizes {
+		rxBytes += uint64(sizes[i])
+		n := w.frame(st, bs, bufs[i][:sizes[i]], &ifs[i], now)
+		sizes[i] = n
+		if n > 0 {
+			txFrames++
+			txBytes += uint64(n)
+		}
+	}
+	w.stats.RxFrames.Add(uint64(len(sizes)))
+	w.stats.RxBytes.Add(rxBytes)
+	w.stats.TxFrames.Add(txFrames)
+	w.stats.TxBytes.Add(txBytes)
+}
+
+func (w *Worker) frame(st *state, bs []*Backend, b []byte, ifindex *int, now uint32) int {
+	var f packet.Frame
+	if r := f.Parse(b, true); r != packet.OK {
+		w.stats.Malformed[r].Add(1)
+		return 0
+	}
+	if svc := st.services[svcKey(f.IP.Dst(), f.TCP.DstPort())]; svc != nil {
+		return w.fromClient(st, bs, svc, &f, ifindex, now)
+	}
+	return w.fromBackend(st, bs, &f, ifindex, now)
+}
+
+func tupleOf(f *packet.Frame) conntrack.Tuple {
+	return conntrack.Tuple{
+		Src: conntrack.AddrFrom4(f.IP.Src()), Dst: conntrack.AddrFrom4(f.IP.Dst()),
+		SrcPort: f.TCP.SrcPort(), DstPort: f.TCP.DstPort(), Proto: packet.ProtocolTCP,
+	}
+}
+
+const synMask = packet.TCPFlagSYN | packet.TCPFlagACK | packet.TCPFlagRST | packet.TCPFlagFIN
+
+func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Frame, ifindex *int, now uint32) int {
+	key := tupleOf(f)
+	fl := f.TCP.Flags()
+	var flow conntrack.Flow
+	switch w.e.table.Track(&key, conntrack.Orig, fl, now, &flow) {
+	case conntrack.Hit:
+	case conntrack.Reopened:
+		w.stats.Reopened.Add(1)
+		fallthrough
+	default:
+		// Only a bare SYN opens a connection. Anything else without one is
+		// a leftover (after an expiry or a restart) and is dropped, as
+		// IPVS does.
+		if fl&synMask != packet.TCPFlagSYN {
+			w.stats.Drops[DropNoFlow].Add(1)
+			return 0
+		}
+		if n, ok := w.open(st, bs, svc, f, &key, *ifindex, now, &flow); !ok {
+			return n
+		}
+	}
+	if int(flow.Backend) >= len(bs) {
+		w.stats.Drops[DropNoFlow].Add(1)
+		return 0
+	}
+	b := bs[flow.Backend]
+	h := b.hop.Load()
+	if h == nil {
+		w.stats.Drops[DropNoHop].Add(1)
+		if w.e.cfg.Kick != nil {
+			w.e.cfg.Kick(b.Addr.Addr())
+		}
+		return 0
+	}
+	f.Eth.SetDst(h.Dst)
+	f.Eth.SetSrc(h.Src)
+	f.Rewrite(packet.Tuple4{Src: flow.Reply.Dst.As4(), Dst: flow.Reply.Src.As4(), SrcPort: flow.Reply.DstPort, DstPort: flow.Reply.SrcPort})
+	c := &b.stats[w.id]
+	c.PktsIn.Add(1)
+	c.BytesIn.Add(uint64(len(f.IP)))
+	*ifindex = h.Ifindex
+	return f.Len()
+}
+
+// open schedules a new connection for the SYN in f. It returns ok with flow
+// filled in, or the length of a reply to send back on the arrival interface
+// (a RST when no backend is up), or 0 to drop the SYN.
+func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, key *conntrack.Tuple, ifindex int, now uint32, flow *conntrack.Flow) (int, bool) {
+	box := svc.sched.Load()
+	id, ok := box.s.Pick(maphash.Comparable(w.e.seed, *key))
+	if !ok || int(id) >= len(bs) {
+		// Answer at once, as a closed port would: the client fails fast
+		// instead of retrying into the void, and the worker goes back to
+		// sleep.
+		w.stats.Drops[DropNoBackend].Add(1)
+		w.stats.RSTSent.Add(1)
+		return f.MakeRSTReply(w.e.cfg.RSTTTL), false
+	}
+	b := bs[id]
+	slot := uint8(0)
+	for i := range st.ifaces {
+		if st.ifaces[i].Index == ifindex {
+			slot = uint8(i)
+			break
+		}
+	}
+	*flow = conntrack.Flow{Orig: *key, Backend: id, Service: svc.ID, ClientMAC: f.Eth.Src(), IfSlot: slot}
+	flow.Reply = conntrack.Tuple{Src: conntrack.AddrFrom4(b.addr4), SrcPort: b.Addr.Port(), Proto: packet.ProtocolTCP}
+	pool := -1
+	if svc.Mode == DNAT {
+		flow.Reply.Dst, flow.Reply.DstPort = key.Src, key.SrcPort
+	} else {
+		// The client's address picks its first SNAT address, so a client
+		// keeps returning to the pool where its own recently used ports
+		// can be reused at once.
+		n := len(b.pools)
+		first := int(maphash.Comparable(w.e.seed, key.Src) % uint64(n))
+		for j := 0; j < n; j++ {
+			k := (first + j) % n
+			port, early, err := b.pools[k].Get(key.Src, now)
+			if err != nil {
+				continue
+			}
+			if early {
+				w.stats.NATEarlyReuse.Add(1)
+			}
+			pool = k
+			flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
+			break
+		}
+		if pool < 0 {
+			w.stats.Drops[DropNATExhausted].Add(1)
+			return 0, false
+		}
+	}
+	port := flow.Reply.DstPort
+	switch w.e.table.Insert(flow, now) {
+	case conntrack.Inserted:
+		b.active.Add(1)
+		b.stats[w.id].Conns.Add(1)
+		w.stats.NewConns.Add(1)
+		return 0, true
+	case conntrack.Exists:
+		// A copy of this SYN won the race: follow its entry.
+		if pool >= 0 {
+			b.pools[pool].Put(port, key.Src, now, false)
+		}
+		return 0, true
+	case conntrack.Full:
+		w.stats.Drops[DropTableFull].Add(1)
+	default: // Collision: the port is held by an entry the pool does not know of
+		w.stats.Drops[DropNATExhausted].Add(1)
+	}
+	if pool >= 0 {
+		b.pools[pool].Put(port, key.Src, now, false)
+	}
+	return 0, false
+}
+
+func (w *Worker) fromBackend(st *state, bs []*Backend, f *packet.Frame, ifindex *int, now uint32) int {
+	key := tupleOf(f)
+	var flow conntrack.Flow
+	if w.e.table.Track(&key, conntrack.Reply, f.TCP.Flags(), now, &flow) != conntrack.Hit {
+		w.stats.Drops[DropNoFlowReply].Add(1)
+		return 0
+	}
+	if int(flow.IfSlot) >= len(st.ifaces) {
+		w.stats.Drops[DropNoIface].Add(1)
+		return 0
+	}
+	ifc := &st.ifaces[flow.IfSlot]
+	f.Eth.SetDst(flow.ClientMAC)
+	f.Eth.SetSrc(ifc.MAC)
+	f.Rewrite(packet.Tuple4{Src: flow.Orig.Dst.As4(), Dst: flow.Orig.Src.As4(), SrcPort: flow.Orig.DstPort, DstPort: flow.Orig.SrcPort})
+	if int(flow.Backend) < len(bs) {
+		c := &bs[flow.Backend].stats[w.id]
+		c.PktsOut.Add(1)
+		c.BytesOut.Add(uint64(len(f.IP)))
+	}
+	*ifindex = ifc.Index
+	return f.Len()
+}
