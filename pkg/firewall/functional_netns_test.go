@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,10 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dialTimeout is how long a dial may wait for a SYN-ACK. Locally over veth the
-// answer comes in well under a millisecond, and the first SYN retransmission
-// (TCP_TIMEOUT_INIT, 1 s) does not help a dropped SYN, so 1 s tells a drop apart.
-const dialTimeout = time.Second
+// dropTimeout is how long a dial that should be dropped waits for a SYN-ACK. Over
+// veth the answer comes in well under a millisecond, so 1 s tells a drop apart.
+// A dial that should connect or be refused gets passTimeout, so that a loaded
+// test machine does not turn a slow answer into a false "dropped".
+const (
+	dropTimeout = time.Second
+	passTimeout = 10 * time.Second
+)
 
 type dialResult int
 
@@ -33,11 +39,11 @@ func (r dialResult) String() string {
 // dial connects from inside ns to dst, from local (may be invalid: any), with
 // SO_REUSEADDR so a test can reuse a source port, and closes with RST so no
 // TIME_WAIT is left behind.
-func dial(t *testing.T, ns *netNS, local, dst netip.AddrPort) dialResult {
+func dial(t *testing.T, ns *netNS, local, dst netip.AddrPort, timeout time.Duration) dialResult {
 	t.Helper()
 	var res dialResult
 	err := ns.do(func() error {
-		d := net.Dialer{Timeout: dialTimeout, Control: func(_, _ string, c syscall.RawConn) error {
+		d := net.Dialer{Timeout: timeout, Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
 			return errors.Join(err, serr)
@@ -91,7 +97,11 @@ func listen(t *testing.T, ns *netNS, addr netip.AddrPort) {
 
 func expectDial(t *testing.T, ns *netNS, local, dst netip.AddrPort, want dialResult) {
 	t.Helper()
-	if got := dial(t, ns, local, dst); got != want {
+	timeout := passTimeout
+	if want == timedOut {
+		timeout = dropTimeout
+	}
+	if got := dial(t, ns, local, dst, timeout); got != want {
 		t.Errorf("dial %s from %s: %s, want %s", dst, local, got, want)
 	}
 }
@@ -160,58 +170,123 @@ func isSYNTo(f []byte, dst netip.AddrPort) bool {
 	return binary.BigEndian.Uint16(tcp[2:4]) == dst.Port() && tcp[13]&(syn|ack) == syn
 }
 
+// installer puts a guard for spec into ns. drops reports the packets each rule
+// dropped, in spec order; remove takes the guard away.
+type installer func(t *testing.T, ns *netNS, spec Spec) (drops func() []uint64, remove func())
+
+// installers are the two ways to guard a host: the Guard (nftables over netlink)
+// and scripts/setup.sh (iptables). Both must behave the same.
+var installers = []struct {
+	name    string
+	install installer
+}{
+	{"nftables", installGuard},
+	{"setup.sh", installScript},
+}
+
+func installGuard(t *testing.T, ns *netNS, spec Spec) (func() []uint64, func()) {
+	t.Helper()
+	g, err := New(discard(), WithNetNS(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	if err := g.Apply(spec); err != nil {
+		t.Fatal(err)
+	}
+	drops := func() []uint64 {
+		c, err := g.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, r := range c {
+			out = append(out, r.Packets)
+		}
+		return out
+	}
+	return drops, func() {
+		if err := g.Remove(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func installScript(t *testing.T, ns *netNS, spec Spec) (func() []uint64, func()) {
+	t.Helper()
+	args := []string{"add"}
+	for _, d := range spec.Dst {
+		for _, p := range d.Ports {
+			if p.Lo != p.Hi {
+				t.Fatalf("setup.sh --vip takes single ports, not %v", p)
+			}
+			args = append(args, "--vip", netip.AddrPortFrom(d.Addr, p.Lo).String())
+		}
+	}
+	for _, m := range spec.Src {
+		args = append(args, "--dnat-backend", netip.AddrPortFrom(m.Addr, m.Port).String())
+	}
+	if code, out := runScript(t, ns, args...); code != 0 {
+		t.Fatalf("setup.sh %v: exit %d\n%s", args, code, out)
+	}
+	counter := regexp.MustCompile(`^\[(\d+):\d+\] -A PREROUTING .*--comment l4raw `)
+	drops := func() []uint64 {
+		var out []uint64
+		for _, l := range strings.Split(ns.exec(t, "iptables-save", "-c", "-t", "raw"), "\n") {
+			if m := counter.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.ParseUint(m[1], 10, 64)
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	return drops, func() {
+		if code, out := runScript(t, ns, "remove"); code != 0 {
+			t.Fatalf("setup.sh remove: exit %d\n%s", code, out)
+		}
+	}
+}
+
 // TestGuardDropsSYN: a client namespace reaches a VIP in the guarded namespace
 // over a veth pair. The guard must drop SYNs to guarded ports without a RST, leave
 // other ports alone, and still show the SYNs to an AF_PACKET socket.
 func TestGuardDropsSYN(t *testing.T) {
-	needRoot(t)
-	lb, cl := newNetNS(t), newNetNS(t)
-	vethPair(t, lb, "l4lb", "198.18.5.1/24", cl, "l4cl", "198.18.5.2/24")
-	lb.ip(t, "addr", "add", "198.18.5.100/24", "dev", "l4lb") // the VIP, local to lb
+	needRoot(t, "iptables", "iptables-save", "bash")
+	for _, in := range installers {
+		t.Run(in.name, func(t *testing.T) {
+			lb, cl := newNetNS(t), newNetNS(t)
+			vethPair(t, lb, "l4lb", "198.18.5.1/24", cl, "l4cl", "198.18.5.2/24")
+			lb.ip(t, "addr", "add", "198.18.5.100/24", "dev", "l4lb") // the VIP, local to lb
 
-	vip := netip.MustParseAddr("198.18.5.100")
-	guarded := netip.AddrPortFrom(vip, 8080)
-	open := netip.AddrPortFrom(vip, 9090)
-	closed := netip.AddrPortFrom(vip, 7005) // nobody listens: the kernel would RST
-	listen(t, lb, guarded)
-	listen(t, lb, open)
+			vip := netip.MustParseAddr("198.18.5.100")
+			guarded := netip.AddrPortFrom(vip, 8080)
+			open := netip.AddrPortFrom(vip, 9090)
+			closed := netip.AddrPortFrom(vip, 7005) // nobody listens: the kernel would RST
+			listen(t, lb, guarded)
+			listen(t, lb, open)
 
-	var any netip.AddrPort
-	expectDial(t, cl, any, guarded, connected)
-	expectDial(t, cl, any, open, connected)
-	expectDial(t, cl, any, closed, refused)
+			var any netip.AddrPort
+			expectDial(t, cl, any, guarded, connected)
+			expectDial(t, cl, any, open, connected)
+			expectDial(t, cl, any, closed, refused)
 
-	g, err := New(discard(), WithNetNS(lb.fd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Apply(Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{8080, 8080}, {7000, 7010}}}}}); err != nil {
-		t.Fatal(err)
-	}
+			drops, remove := in.install(t, lb, Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{8080, 8080}, {7005, 7005}}}}})
+			sniffed := sniffSYN(t, lb, "l4lb", guarded, 3*time.Second)
+			expectDial(t, cl, any, guarded, timedOut)
+			if !<-sniffed {
+				t.Error("AF_PACKET did not see the SYN the guard dropped")
+			}
+			expectDial(t, cl, any, closed, timedOut) // no RST from the kernel
+			expectDial(t, cl, any, open, connected)
+			if d := drops(); len(d) != 2 || d[0] == 0 || d[1] == 0 {
+				t.Errorf("dropped packets per rule %v: want drops on both rules", d)
+			}
 
-	sniffed := sniffSYN(t, lb, "l4lb", guarded, 3*time.Second)
-	expectDial(t, cl, any, guarded, timedOut)
-	if !<-sniffed {
-		t.Error("AF_PACKET did not see the SYN the guard dropped")
+			remove()
+			expectDial(t, cl, any, guarded, connected)
+			expectDial(t, cl, any, closed, refused)
+		})
 	}
-	expectDial(t, cl, any, closed, timedOut) // no RST from the kernel
-	expectDial(t, cl, any, open, connected)
-
-	c, err := g.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(c) != 2 || c[0].Packets == 0 || c[1].Packets == 0 {
-		t.Errorf("counters %+v: want drops on both rules", c)
-	}
-	t.Logf("counters after the drops: %+v", c)
-
-	if err := g.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	expectDial(t, cl, any, guarded, connected)
-	expectDial(t, cl, any, closed, refused)
 }
 
 // TestGuardSrcMatch: a backend namespace sends TCP from its service port through
@@ -220,48 +295,38 @@ func TestGuardDropsSYN(t *testing.T) {
 // be dropped; to the guarded host's own address (a health-check reply) and from
 // other ports they must pass.
 func TestGuardSrcMatch(t *testing.T) {
-	needRoot(t)
-	lb, be, cl := newNetNS(t), newNetNS(t), newNetNS(t)
-	vethPair(t, lb, "l4be", "198.18.6.1/24", be, "l4lb", "198.18.6.2/24")
-	vethPair(t, lb, "l4cl", "198.18.7.1/24", cl, "l4lb", "198.18.7.9/24")
-	be.ip(t, "route", "add", "default", "via", "198.18.6.1")
-	cl.ip(t, "route", "add", "default", "via", "198.18.7.1")
-	lb.exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	needRoot(t, "iptables", "iptables-save", "bash", "sysctl")
+	for _, in := range installers {
+		t.Run(in.name, func(t *testing.T) {
+			lb, be, cl := newNetNS(t), newNetNS(t), newNetNS(t)
+			vethPair(t, lb, "l4be", "198.18.6.1/24", be, "l4lb", "198.18.6.2/24")
+			vethPair(t, lb, "l4cl", "198.18.7.1/24", cl, "l4lb", "198.18.7.9/24")
+			be.ip(t, "route", "add", "default", "via", "198.18.6.1")
+			cl.ip(t, "route", "add", "default", "via", "198.18.7.1")
+			lb.exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
-	client := netip.MustParseAddrPort("198.18.7.9:80")
-	host := netip.MustParseAddrPort("198.18.6.1:81")
-	listen(t, cl, client)
-	listen(t, lb, host)
-	fromService := netip.MustParseAddrPort("198.18.6.2:8080")
-	fromOther := netip.MustParseAddrPort("198.18.6.2:8081")
+			client := netip.MustParseAddrPort("198.18.7.9:80")
+			host := netip.MustParseAddrPort("198.18.6.1:81")
+			listen(t, cl, client)
+			listen(t, lb, host)
+			fromService := netip.MustParseAddrPort("198.18.6.2:8080")
+			fromOther := netip.MustParseAddrPort("198.18.6.2:8081")
 
-	expectDial(t, be, fromService, client, connected)
-	expectDial(t, be, fromService, host, connected)
+			expectDial(t, be, fromService, client, connected)
+			expectDial(t, be, fromService, host, connected)
 
-	g, err := New(discard(), WithNetNS(lb.fd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Apply(Spec{Src: []SrcMatch{{Addr: fromService.Addr(), Port: fromService.Port()}}}); err != nil {
-		t.Fatal(err)
-	}
-	expectDial(t, be, fromService, client, timedOut)
-	expectDial(t, be, fromService, host, connected)
-	expectDial(t, be, fromOther, client, connected)
+			drops, remove := in.install(t, lb, Spec{Src: []SrcMatch{{Addr: fromService.Addr(), Port: fromService.Port()}}})
+			expectDial(t, be, fromService, client, timedOut)
+			expectDial(t, be, fromService, host, connected)
+			expectDial(t, be, fromOther, client, connected)
+			if d := drops(); len(d) != 1 || d[0] == 0 {
+				t.Errorf("dropped packets per rule %v: want drops", d)
+			}
 
-	c, err := g.Counters()
-	if err != nil {
-		t.Fatal(err)
+			remove()
+			expectDial(t, be, fromService, client, connected)
+		})
 	}
-	if len(c) != 1 || c[0].Packets == 0 {
-		t.Errorf("counters %+v: want drops", c)
-	}
-
-	if err := g.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	expectDial(t, be, fromService, client, connected)
 }
 
 // The namespace helper itself must leave the test's thread where it was.
