@@ -186,6 +186,7 @@ var installers = []struct {
 
 func installGuard(t *testing.T, ns *netNS, spec Spec) (func() []uint64, func()) {
 	t.Helper()
+	needNftNetlink(t)
 	g, err := New(discard(), WithNetNS(ns.fd))
 	if err != nil {
 		t.Fatal(err)

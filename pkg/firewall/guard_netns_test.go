@@ -61,6 +61,7 @@ func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestGuardNetNS(t *testing.T) {
 	needRoot(t, "nft")
+	needNftNetlink(t)
 	ns := newNetNS(t)
 	// A table of someone else's must survive everything the guard does.
 	ns.exec(t, "nft", "add table ip other; add chain ip other c { type filter hook input priority 0; }; add rule ip other c tcp dport 22 accept")
@@ -191,6 +192,7 @@ func TestGuardNetNS(t *testing.T) {
 // hold the same bytecode in both, so the golden files name the right commands.
 func TestNftScriptsEquivalent(t *testing.T) {
 	needRoot(t, "nft")
+	needNftNetlink(t)
 	handle := regexp.MustCompile(`(?m)^(inet \S+ \S+)( \d+)+$`)
 	listing := func(ns *netNS) string {
 		out := ns.exec(t, "nft", "--debug=netlink", "list", "table", "inet", TableName)

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // lockName is unique per call, so parallel test runs on one host never share a lock.
@@ -71,31 +72,32 @@ func TestLockName(t *testing.T) {
 }
 
 // A SIGKILLed owner must not leave the lock behind: the kernel drops the abstract
-// name with the last descriptor.
+// name with the last descriptor. The owner here is a sleep(1) that inherited the
+// lock's socket (re-running the test binary would not work under qemu-user).
 func TestLockReleasedOnKill(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("sleep(1) is needed to hold the lock in another process: %v", err)
+	}
 	name := lockName(t)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), holderEnv+"="+name)
-	out, err := cmd.StdoutPipe()
+	l, err := Lock(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	fd, err := unix.Dup(l.(*lock).fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := os.NewFile(uintptr(fd), "lock")
+	cmd := exec.Command(sleep, "60")
+	cmd.ExtraFiles = []*os.File{sock}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- line
-	}()
-	select {
-	case line := <-ready:
-		if line != "locked\n" {
-			t.Fatalf("holder said %q", line)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("holder did not take the lock within 10 s")
+	_ = sock.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if l, err := Lock(name); !errors.Is(err, ErrLocked) {
 		if l != nil {
@@ -103,33 +105,15 @@ func TestLockReleasedOnKill(t *testing.T) {
 		}
 		t.Fatalf("Lock while another process holds it = %v", err)
 	}
-	if err := cmd.Process.Kill(); err != nil {
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	l, err := Lock(name)
+	l, err = Lock(name)
 	if err != nil {
 		t.Fatalf("Lock after the holder was killed: %v", err)
 	}
 	_ = l.Close()
-}
-
-// holderEnv names the lock a child process of TestLockReleasedOnKill holds.
-const holderEnv = "L4RAW_TEST_LOCK_HOLDER"
-
-// TestMain turns the test binary into that child when holderEnv is set: it takes
-// the lock, says so and waits to be killed (at most a minute).
-func TestMain(m *testing.M) {
-	if name := os.Getenv(holderEnv); name != "" {
-		if _, err := Lock(name); err != nil {
-			fmt.Println(err)
-			os.Exit(1)
-		}
-		fmt.Println("locked")
-		time.Sleep(time.Minute)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
 }
 
 // The lock is per network namespace: the same name locks independently in a

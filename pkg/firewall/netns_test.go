@@ -29,6 +29,19 @@ func needRoot(t *testing.T, tools ...string) {
 	}
 }
 
+// needNftNetlink fails the test unless this process can open the nftables
+// netlink socket. qemu-user (7.2) cannot, and there the namespace option would
+// crash inside mdlayher/socket, which drops the socket(2) error and hands back a
+// nil Conn; failing here names the cause instead.
+func needNftNetlink(t *testing.T) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatalf("running as root but cannot open a NETLINK_NETFILTER socket (%v): no nf_tables here, or an emulator such as qemu-user", err)
+	}
+	_ = unix.Close(fd)
+}
+
 // netNS is a network namespace that belongs to one test.
 type netNS struct {
 	name string

@@ -157,10 +157,11 @@ func parseLocalPortRange(s string) (PortRange, error) {
 	if err != nil {
 		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
 	}
-	if lo > hi {
-		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: low end above high end", s)
+	r := PortRange{lo, hi}
+	if err := r.valid(); err != nil {
+		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
 	}
-	return PortRange{lo, hi}, nil
+	return r, nil
 }
 
 // parseReservedPorts reads ip_local_reserved_ports: comma-separated ports and
@@ -213,8 +214,8 @@ func reservedAt(p uint16, reserved []PortRange) (PortRange, bool) {
 // ephemeral range count as free, since the kernel never hands them out. Fewer than
 // MinNATPorts ports is an error that says how to fix it.
 func DefaultNATRange(eph PortRange, reserved []PortRange) (PortRange, error) {
-	if eph.Lo > eph.Hi {
-		return PortRange{}, fmt.Errorf("firewall: ephemeral ports %d-%d: low end above high end", eph.Lo, eph.Hi)
+	if err := eph.valid(); err != nil {
+		return PortRange{}, fmt.Errorf("firewall: ephemeral ports: %w", err)
 	}
 	top := lastFree(eph, reserved)
 	if n := 65535 - top; n < MinNATPorts {

@@ -154,6 +154,7 @@ func TestReadKernelPorts(t *testing.T) {
 		{name: "one number", rng: "32768\n", rsv: "", wantErr: `ip_local_port_range "32768\n": want two ports`},
 		{name: "three numbers", rng: "1 2 3", rsv: "", wantErr: "want two ports"},
 		{name: "inverted", rng: "60999 32768", rsv: "", wantErr: "low end above high end"},
+		{name: "port 0", rng: "0 60999", rsv: "", wantErr: `ip_local_port_range "0 60999": port range 0-60999: port 0 is not a tcp port`},
 		{name: "garbage", rng: "a b", rsv: "", wantErr: `bad port "a"`},
 		{name: "too big", rng: "1 70000", rsv: "", wantErr: "above 65535"},
 		{name: "bad reserved", rng: "1 2", rsv: "8080,x\n", wantErr: `ip_local_reserved_ports "8080,x": bad port "x"`},
@@ -238,7 +239,8 @@ func TestDefaultNATRange(t *testing.T) {
 			wantErr: "firewall: only 0 ports above the kernel's ephemeral ports 1024-65535 (need 1024): set --nat-ports LO-HI and reserve it with sysctl -w net.ipv4.ip_local_reserved_ports=LO-HI"},
 		{name: "too few", eph: PortRange{32768, 65000}, wantErr: "only 535 ports above the kernel's ephemeral ports 32768-65000"},
 		{name: "one short", eph: PortRange{32768, 64512}, wantErr: "only 1023 ports"},
-		{name: "inverted", eph: PortRange{2, 1}, wantErr: "ephemeral ports 2-1: low end above high end"},
+		{name: "inverted", eph: PortRange{2, 1}, wantErr: "firewall: ephemeral ports: port range 2-1: low end above high end"},
+		{name: "port 0", eph: PortRange{0, 60999}, wantErr: "port 0 is not a tcp port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
