@@ -29,6 +29,9 @@ func (w *Worker) Process(bufs [][]byte, sizes []int, ifs []int) {
 	bs := *w.e.backends.Load()
 	var rxBytes, txFrames, txBytes uint64
 	for i := range sizes {
+		if sizes[i] == 0 { // truncated on receive, counted by the socket
+			continue
+		}
 		rxBytes += uint64(sizes[i])
 		n := w.frame(st, bs, bufs[i][:sizes[i]], &ifs[i], now)
 		sizes[i] = n
