@@ -44,8 +44,9 @@ type options struct {
 }
 
 // WithNetNS makes the Guard work in the network namespace that fd refers to
-// (an open /run/netns/NAME) instead of the caller's. The fd must stay open as long
-// as the Guard is used: each operation opens its netlink socket there.
+// (an open /run/netns/NAME) instead of the caller's; 0 keeps the caller's. The fd
+// must stay open as long as the Guard is used: each operation opens its netlink
+// socket there.
 func WithNetNS(fd int) Option { return func(o *options) { o.netns = fd } }
 
 // WithTableName replaces TableName, so that two guards can share a namespace.
@@ -64,11 +65,14 @@ type Guard struct {
 
 var errClosed = errors.New("guard is closed")
 
-// New prepares a Guard; it does not touch the kernel. The netlink socket is opened
+// New prepares a Guard; it does not touch the kernel. A nil log discards. The netlink socket is opened
 // per operation rather than kept: a batch the kernel rejected may leave replies
 // queued, and a fresh socket per batch keeps them from being read as the answer
 // to the next one.
 func New(log *slog.Logger, opts ...Option) (*Guard, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	o := options{table: TableName}
 	for _, opt := range opts {
 		opt(&o)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -28,7 +27,7 @@ const goldenDir = "../../testdata/firewall"
 // withTestDial makes the Guard hand its netlink messages to f instead of the kernel.
 func withTestDial(f nltest.Func) Option { return func(o *options) { o.testDial = f } }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // recorder stands in for the kernel: it keeps every request and acknowledges it,
 // or answers with reply when that is set.
@@ -102,11 +101,14 @@ func TestApplyGolden(t *testing.T) {
 			if err := rec.guard(t).Apply(tt.spec); err != nil {
 				t.Fatal(err)
 			}
-			rules, err := tt.spec.rules()
+			if err := tt.spec.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			script, err := tt.spec.Script(TableName)
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, tt.name, rec, nftScript(TableName, rules))
+			checkGolden(t, tt.name, rec, script)
 		})
 	}
 }
@@ -256,6 +258,12 @@ func TestApplyInvalidSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.spec.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want error containing %q", err, tt.want)
+			}
+			if _, err := tt.spec.Script(TableName); err == nil {
+				t.Fatal("Script of an invalid spec succeeded")
+			}
 			rec := &recorder{}
 			err := rec.guard(t).Apply(tt.spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -354,6 +362,7 @@ func TestNewOptions(t *testing.T) {
 		table   string
 	}{
 		{name: "default", table: "l4raw"},
+		{name: "caller's namespace", opts: []Option{WithNetNS(0)}, table: "l4raw"},
 		{name: "table name", opts: []Option{WithTableName("l4raw-test")}, table: "l4raw-test"},
 		{name: "empty table name", opts: []Option{WithTableName("")}, wantErr: `firewall: table name "": want 1 to 255 bytes, no NUL`},
 		{name: "long table name", opts: []Option{WithTableName(strings.Repeat("x", 256))}, wantErr: "want 1 to 255 bytes"},
@@ -376,6 +385,17 @@ func TestNewOptions(t *testing.T) {
 				t.Errorf("table %+v", g.table)
 			}
 		})
+	}
+}
+
+func TestNilLogger(t *testing.T) {
+	rec := &recorder{}
+	g, err := New(nil, withTestDial(rec.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(goldenSpecs[1].spec); err != nil {
+		t.Fatal(err)
 	}
 }
 

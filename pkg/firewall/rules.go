@@ -32,10 +32,26 @@ type SrcMatch struct {
 }
 
 // Spec is the whole guard: Apply installs exactly these matches, one rule each
-// (one per port range for a DstMatch), in this order.
+// (one per port range for a DstMatch), the Dst rules first, each in slice order.
 type Spec struct {
 	Dst []DstMatch
 	Src []SrcMatch
+}
+
+// Validate reports the first match Apply would refuse.
+func (s Spec) Validate() error {
+	_, err := s.rules()
+	return err
+}
+
+// Script is the nft(8) input that makes the same change as Apply(s) on table
+// (nft -f commits it as one transaction), for operators and dry runs.
+func (s Spec) Script(table string) (string, error) {
+	rules, err := s.rules()
+	if err != nil {
+		return "", err
+	}
+	return nftScript(table, rules), nil
 }
 
 // rule is one guard rule: its nft expressions and the same rule as nft text.
