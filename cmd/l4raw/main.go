@@ -1,0 +1,165 @@
+// Command l4raw is a layer-4 TCP load balancer that works on raw packets.
+//
+//	sudo l4raw --vip 192.168.1.200:80 --backend 192.168.1.11:8080 --backend 192.168.1.12:8080
+//
+// This file only reads flags, the environment and files; the work is done by
+// the packages under pkg/, wired together in daemon.go.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/l4raw/l4raw/pkg/config"
+)
+
+// Stamped at build time by the Makefile (-ldflags -X).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a runtime failure: the kernel refused something, a socket broke
+	exitUsage   = 2 // a wrong flag, config value or environment the user must fix
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// usageError is a mistake of the user's: one line, exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("l4raw", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed below, on one line
+	fl := config.DefaultFlags()
+	fl.Register(fs)
+	cfgFile := fs.String("config", "", "YAML file with one or more services (instead of --vip/--backend)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { usage(stdout, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, fs)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "l4raw: %v (see l4raw --help)\n", err)
+		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "l4raw %s (commit %s)\n", version, commit)
+		return exitOK
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "l4raw: unexpected argument %q (see l4raw --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	spec, err := loadSpec(fs, fl, *cfgFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "l4raw: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, spec)
+	d := newDaemon(spec, log, stderr)
+	if err := d.run(); err != nil {
+		fmt.Fprintf(stderr, "l4raw: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	return exitOK
+}
+
+// loadSpec builds the Spec from --config or from the single-service flags.
+func loadSpec(fs *flag.FlagSet, fl config.Flags, file string) (config.Spec, error) {
+	if file == "" {
+		return config.FromFlags(fl)
+	}
+	var conflict []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "vip", "backend", "name", "mode", "scheduler":
+			conflict = append(conflict, "--"+f.Name)
+		}
+	})
+	if len(conflict) > 0 {
+		return config.Spec{}, fmt.Errorf("--config %q: services come from the file; drop %s", file, strings.Join(conflict, ", "))
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return config.Spec{}, fmt.Errorf("--config: %w", err)
+	}
+	return config.Parse(file, data)
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("l4raw check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("config", "", "YAML file to validate")
+	if err := fs.Parse(args); err != nil || *file == "" {
+		fmt.Fprintln(stderr, "l4raw check: usage: l4raw check --config FILE")
+		return exitUsage
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "l4raw check: %v\n", err)
+		return exitUsage
+	}
+	spec, err := config.Parse(*file, data)
+	if err != nil {
+		fmt.Fprintf(stderr, "l4raw check: %v\n", err)
+		return exitUsage
+	}
+	n := 0
+	for _, s := range spec.Services {
+		n += len(s.Ports)
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d services, %d service ports)\n", *file, len(spec.Services), n)
+	return exitOK
+}
+
+func newLogger(w io.Writer, s config.Spec) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: s.LogLevel}
+	if s.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, `l4raw %s: a layer-4 TCP load balancer on raw packets
+
+Usage:
+  l4raw --vip IP:PORT --backend IP[:PORT] [--backend ...] [flags]
+  l4raw --config FILE [flags]
+  l4raw check --config FILE
+
+Clients that connect to the VIP are spread round robin over the healthy
+backends. The VIP must be a local address (ip addr add VIP/32 dev IF).
+
+Flags:
+`, version)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, `
+Signals: SIGINT/SIGTERM stop (removing the guard table), SIGUSR1 prints counters.
+Exit codes: 0 done, 1 runtime failure, 2 bad flag, config or environment.
+`)
+}

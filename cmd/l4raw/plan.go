@@ -1,0 +1,194 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+
+	"github.com/l4raw/l4raw/pkg/config"
+	"github.com/l4raw/l4raw/pkg/datapath"
+	"github.com/l4raw/l4raw/pkg/firewall"
+	"github.com/l4raw/l4raw/pkg/forward"
+	"github.com/l4raw/l4raw/pkg/health"
+	"github.com/l4raw/l4raw/pkg/nat"
+	"github.com/l4raw/l4raw/pkg/neigh"
+)
+
+// makePlan works out, from the spec and the host's addresses and routes,
+// which interfaces to use, the SNAT addresses, the NAT ports, the guard and
+// filter rules and the health targets. It changes nothing; every problem
+// the user must fix is a usageError.
+func (d *daemon) makePlan() (plan, error) {
+	var p plan
+	ifaces := map[int]forward.Iface{}
+	var order []int
+	addIface := func(l neigh.Link) {
+		if _, ok := ifaces[l.Index]; !ok {
+			ifaces[l.Index] = forward.Iface{Index: l.Index, Name: l.Name, MAC: l.MAC}
+			order = append(order, l.Index)
+		}
+	}
+	explicit := len(d.spec.Interfaces) > 0
+	for _, name := range d.spec.Interfaces {
+		l, err := d.res.LinkByName(name)
+		if err != nil {
+			return p, usagef("--iface %q: no such interface", name)
+		}
+		addIface(l)
+	}
+
+	fullNAT := false
+	seenBackend := map[netip.Addr]bool{}
+	var firstBackend netip.Addr
+	for _, s := range d.spec.Services {
+		owner, ok, err := d.res.AddrOwner(s.VIP)
+		if err != nil {
+			return p, fmt.Errorf("look up VIP %s: %w", s.VIP, err)
+		}
+		if !ok {
+			dev := "IF"
+			if l, _, ok, _ := d.res.ConnectedLink(s.VIP); ok {
+				dev = l.Name
+			} else if r, err := d.res.Route(s.VIP); err == nil && !r.Link.Loopback {
+				dev = r.Link.Name
+			}
+			return p, usagef("VIP %s is not a local address: add it with `ip addr add %s/32 dev %s`", s.VIP, s.VIP, dev)
+		}
+		if !explicit {
+			if owner.Loopback {
+				return p, usagef("VIP %s is on %s: name the interfaces clients come in on with --iface", s.VIP, owner.Name)
+			}
+			addIface(owner)
+		}
+		if s.Mode == config.ModeFullNAT {
+			fullNAT = true
+		}
+		for _, b := range s.Backends {
+			a := b.Addr.Addr()
+			if seenBackend[a] {
+				continue
+			}
+			seenBackend[a] = true
+			r, err := d.res.Route(a)
+			if err != nil {
+				return p, usagef("backend %s: no route: %v", a, err)
+			}
+			if r.Local {
+				return p, usagef("backend %s is an address of this host: backends on the balancer itself are not supported yet", a)
+			}
+			if !explicit {
+				addIface(r.Link)
+			} else if _, ok := ifaces[r.Link.Index]; !ok {
+				return p, usagef("backend %s is reached through %s, which is not among --iface", a, r.Link.Name)
+			}
+			if !firstBackend.IsValid() {
+				firstBackend = a
+			}
+			p.backends = append(p.backends, a)
+			if r.Src.IsValid() && !slices.Contains(p.local, r.Src) {
+				p.local = append(p.local, r.Src)
+			}
+		}
+	}
+	for _, i := range order {
+		p.ifaces = append(p.ifaces, ifaces[i])
+	}
+
+	// SNAT addresses and NAT ports (full NAT only).
+	if fullNAT {
+		p.snat = d.spec.SNAT
+		if len(p.snat) == 0 {
+			r, err := d.res.Route(firstBackend)
+			if err != nil || !r.Src.IsValid() {
+				return p, usagef("no source address toward backend %s: set --snat-ip", firstBackend)
+			}
+			p.snat = []netip.Addr{r.Src}
+			for _, a := range p.backends {
+				if r2, err := d.res.Route(a); err == nil && r2.Src.IsValid() && r2.Src != r.Src {
+					d.log.Warn("backends are reached from different source addresses; all use the first as SNAT address (set --snat-ip to choose)",
+						"snat", r.Src, "backend", a, "its_source", r2.Src)
+				}
+			}
+		}
+		for _, a := range p.snat {
+			if _, ok, err := d.res.AddrOwner(a); err != nil || !ok {
+				return p, usagef("--snat-ip %s is not a local address", a)
+			}
+			if !slices.Contains(p.local, a) {
+				p.local = append(p.local, a)
+			}
+		}
+		eph, reserved, err := firewall.ReadKernelPorts(os.DirFS("/"))
+		if err != nil {
+			return p, fmt.Errorf("read the kernel's port ranges: %w", err)
+		}
+		var nr firewall.PortRange
+		if d.spec.NATPorts.IsZero() {
+			if nr, err = firewall.DefaultNATRange(eph, reserved); err != nil {
+				return p, usageError{err}
+			}
+		} else {
+			nr = firewall.PortRange{Lo: d.spec.NATPorts.Lo, Hi: d.spec.NATPorts.Hi}
+			if err := firewall.CheckNATRange(nr, eph, reserved); err != nil {
+				return p, usagef("--nat-ports %s: %v", d.spec.NATPorts, err)
+			}
+		}
+		p.natPorts = nat.PortRange{Lo: nr.Lo, Hi: nr.Hi}
+		for _, s := range d.spec.Services {
+			for _, port := range s.Ports {
+				if slices.Contains(p.snat, s.VIP) && port >= nr.Lo && port <= nr.Hi {
+					return p, usagef("service %s:%d lies in the NAT port range %s on the same address", s.VIP, port, nr)
+				}
+			}
+		}
+	}
+
+	// What the engine forwards, what the guard drops and what the filter takes.
+	p.setup = forward.Setup{SNAT: p.snat, NATPorts: p.natPorts, Ifaces: p.ifaces}
+	p.endpoints = map[int][]netip.AddrPort{}
+	targetID := map[netip.AddrPort]int{}
+	for _, s := range d.spec.Services {
+		ss := forward.ServiceSpec{Name: s.Name, VIP: s.VIP, Ports: s.Ports, Scheduler: s.Scheduler}
+		if s.Mode == config.ModeDNAT {
+			ss.Mode = forward.DNAT
+		}
+		var ports []firewall.PortRange
+		var fports []datapath.PortRange
+		for _, port := range s.Ports {
+			ports = append(ports, firewall.PortRange{Lo: port, Hi: port})
+			fports = append(fports, datapath.PortRange{Lo: port, Hi: port})
+		}
+		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: s.VIP, Ports: ports})
+		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: s.VIP, Ports: fports})
+		for _, b := range s.Backends {
+			ss.Backends = append(ss.Backends, forward.BackendSpec{Addr: b.Addr, Weight: b.Weight})
+			check := s.CheckAddr(b)
+			id, ok := targetID[check]
+			if !ok {
+				id = len(p.targets)
+				targetID[check] = id
+				h := s.Health
+				p.targets = append(p.targets, health.Target{ID: id, Addr: check,
+					Config: health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}})
+			}
+			for _, port := range s.Ports {
+				ep := b.Target(port)
+				if !slices.Contains(p.endpoints[id], ep) {
+					p.endpoints[id] = append(p.endpoints[id], ep)
+				}
+				if s.Mode == config.ModeDNAT {
+					p.guard.Src = append(p.guard.Src, firewall.SrcMatch{Addr: ep.Addr(), Port: ep.Port()})
+					p.filter.Src = append(p.filter.Src, datapath.SrcMatch{Addr: ep})
+				}
+			}
+		}
+		p.setup.Services = append(p.setup.Services, ss)
+	}
+	for _, a := range p.snat {
+		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: a, Ports: []firewall.PortRange{{Lo: p.natPorts.Lo, Hi: p.natPorts.Hi}}})
+		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: a, Ports: []datapath.PortRange{{Lo: p.natPorts.Lo, Hi: p.natPorts.Hi}}})
+	}
+	p.filter.Local = p.local
+	return p, nil
+}
