@@ -26,7 +26,6 @@ const (
 	tagNull  = "!!null"
 	tagBool  = "!!bool"
 	tagInt   = "!!int"
-	tagStr   = "!!str"
 	tagFloat = "!!float"
 )
 
@@ -185,10 +184,15 @@ func (d *yamlDoc) mark(path string, n *yaml.Node) {
 	d.locs[path] = yamlLoc{line: n.Line}
 }
 
+// maxAliasHops bounds a chain of aliases. The parser points an alias at the
+// anchored node itself, so one hop is the norm; the bound only guards
+// against a malformed tree.
+const maxAliasHops = 8
+
 // deref follows aliases and charges the node budget.
 func (d *yamlDoc) deref(path string, n *yaml.Node) (*yaml.Node, *problem) {
 	for hops := 0; n != nil && n.Kind == yaml.AliasNode; hops++ {
-		if hops > 64 || n.Alias == nil {
+		if hops >= maxAliasHops || n.Alias == nil {
 			return nil, &problem{path: path, line: n.Line, err: errors.New("alias too deep")}
 		}
 		n = n.Alias

@@ -249,7 +249,9 @@ func TestParseAliasBomb(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "document too large") {
 		t.Fatalf("Parse() = %v, want a size error", err)
 	}
-	if d := time.Since(start); d > 10*time.Second {
+	// Loose on purpose (the race detector and a loaded machine slow it
+	// down); unbounded work would take hours.
+	if d := time.Since(start); d > time.Minute {
 		t.Errorf("Parse took %v", d)
 	}
 }
