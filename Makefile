@@ -1,25 +1,61 @@
-# l4raw build, test and demo entry points.
-GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-export CGO_ENABLED := 0
+# l4raw: build, test, demo and release entry points. `make help` lists them.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# Release targets: GOOS/GOARCH/GOARM and the suffix of the file in dist/.
+CROSS    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: all build test unit e2e vet demo clean
+.PHONY: all help build test vet unit e2e demo cross fuzz clean
 
 all: build
 
+help:
+	@echo "make build   static binaries in bin/ (l4raw, l4echo)"
+	@echo "make test    vet, unit tests (race detector), end-to-end tests (needs root)"
+	@echo "make demo    namespaces, 3 backends, l4raw, traffic, the result (needs root)"
+	@echo "make cross   static binaries for linux amd64, arm64, armv7, armv6 in dist/"
+	@echo "make fuzz    run every fuzz target for FUZZTIME (default 10s)"
+
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+	$(BUILD) -o bin/ ./cmd/...
 
 vet:
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above are not formatted"; exit 1)
+	$(GO) vet -tags e2e ./test/e2e/
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
 
+# Unit tests run with the race detector (it needs cgo; the binaries do not).
+# Tests that need root (network namespaces) run for real as root and skip,
+# saying why, otherwise; the e2e suite fails without root.
 unit:
-	$(GO) test -count=1 ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
-test: vet unit
+e2e:
+	CGO_ENABLED=0 $(GO) test -tags e2e -count=1 -timeout 20m -v ./test/e2e/
+
+test: vet unit e2e
+
+demo: build
+	scripts/demo.sh
+
+cross:
+	@mkdir -p dist
+	@for t in $(CROSS); do \
+		name=$${t%%:*}; rest=$${t#*:}; arch=$${rest%%:*}; arm=$${rest#*:}; \
+		echo "dist/l4raw-linux-$$name"; \
+		GOOS=linux GOARCH=$$arch GOARM=$$arm $(BUILD) -o dist/l4raw-linux-$$name ./cmd/l4raw || exit 1; \
+		GOOS=linux GOARCH=$$arch GOARM=$$arm $(BUILD) -o dist/l4echo-linux-$$name ./cmd/l4echo || exit 1; \
+	done
+
+FUZZTIME ?= 10s
+fuzz:
+	@for p in $$($(GO) list ./pkg/...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "$$p $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1x $$p || exit 1; \
+		done; \
+	done
 
 clean:
 	rm -rf bin dist

@@ -16,7 +16,7 @@
 # rule "l4raw-reserved" when setup.sh made its port reservation):
 #   --vip IP:PORT[,PORT...]   -d VIP -p tcp --dport PORT -j DROP
 #                             the VIP's service ports: the kernel must not answer.
-#   --snat IP                 -d SNAT -p tcp --dport LO:HI -j DROP
+#   --snat-ip IP                 -d SNAT -p tcp --dport LO:HI -j DROP
 #   --nat-ports LO-HI         replies from backends to l4raw's source ports. The
 #                             range is also reserved in
 #                             net.ipv4.ip_local_reserved_ports, so the kernel never
@@ -53,7 +53,7 @@ readonly min_nat_ports=1024
 
 usage() {
 	cat <<EOF
-usage: $prog add|remove|status [--vip IP:PORT[,PORT...]]... [--snat IP [--nat-ports LO-HI]]
+usage: $prog add|remove|status [--vip IP:PORT[,PORT...]]... [--snat-ip IP [--nat-ports LO-HI]]
                                [--dnat-backend IP:PORT]...
   add     install the raw PREROUTING drops and reserve the NAT ports (idempotent)
   remove  delete them again (with no options: every rule tagged "$tag")
@@ -112,7 +112,7 @@ while [[ $# -gt 0 ]]; do
 	opt=$1 val=
 	case $opt in
 	--*=*) val=${opt#*=} opt=${opt%%=*} ;;
-	--vip | --snat | --nat-ports | --dnat-backend)
+	--vip | --snat-ip | --nat-ports | --dnat-backend)
 		[[ $# -ge 2 ]] || bad "$opt needs a value"
 		val=$2
 		shift
@@ -136,9 +136,9 @@ while [[ $# -gt 0 ]]; do
 			vips+=("$ip $p")
 		done
 		;;
-	--snat)
-		[[ -z $snat ]] || bad "--snat \"$val\": given twice"
-		is_ipv4 "$val" || bad "--snat \"$val\": bad IPv4 address"
+	--snat-ip)
+		[[ -z $snat ]] || bad "--snat-ip \"$val\": given twice"
+		is_ipv4 "$val" || bad "--snat-ip \"$val\": bad IPv4 address"
 		snat=$val
 		;;
 	--nat-ports)
@@ -160,12 +160,12 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 
-[[ -z $nat_lo || -n $snat ]] || bad "--nat-ports \"$nat_lo-$nat_hi\": needs --snat"
+[[ -z $nat_lo || -n $snat ]] || bad "--nat-ports \"$nat_lo-$nat_hi\": needs --snat-ip"
 have_args=0
 if ((${#vips[@]} + ${#backends[@]} > 0)) || [[ -n $snat ]]; then
 	have_args=1
 fi
-[[ $action != add || $have_args == 1 ]] || bad "add needs --vip, --snat or --dnat-backend"
+[[ $action != add || $have_args == 1 ]] || bad "add needs --vip, --snat-ip or --dnat-backend"
 
 # --- environment -----------------------------------------------------------
 
@@ -301,7 +301,7 @@ default_nat() {
 
 vip_rules=()     # iptables rule specs without the comment and target
 backend_rules=() # same
-nat_rule=        # same, empty without --snat
+nat_rule=        # same, empty without --snat-ip
 build_rules() {
 	local v ip p
 	for v in "${vips[@]}"; do

@@ -31,13 +31,14 @@ func getOnce(ctx context.Context, e env, u *url.URL, timeout time.Duration) getR
 	start := time.Now()
 	r := getResult{}
 	r.err = func() error {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		conn, err := e.dial(ctx, "tcp", u.Host)
+		conn, err := e.dial(dctx, "tcp", u.Host)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
+		defer context.AfterFunc(ctx, func() { conn.Close() })() // SIGINT or SIGTERM ends the request
 		if err := conn.SetDeadline(start.Add(timeout)); err != nil {
 			return err
 		}
@@ -175,8 +176,9 @@ func sortedCounts(m map[string]int) string {
 func (s summary) text() string {
 	var b strings.Builder
 	fail := s.Count - s.OK
-	fmt.Fprintf(&b, "%d requests to %s: %d ok, %d failed (refused %d, reset %d, timeout %d, other %d) in %.2f s\n",
-		s.Count, s.URL, s.OK, fail, s.Errors.Refused, s.Errors.Reset, s.Errors.Timeout, s.Errors.Other, s.Seconds)
+	took := time.Duration(s.Seconds * float64(time.Second)).Round(100 * time.Microsecond)
+	fmt.Fprintf(&b, "%d requests to %s: %d ok, %d failed (refused %d, reset %d, timeout %d, other %d) in %v\n",
+		s.Count, s.URL, s.OK, fail, s.Errors.Refused, s.Errors.Reset, s.Errors.Timeout, s.Errors.Other, took)
 	fmt.Fprintf(&b, "backends: %s\n", sortedCounts(s.Backends))
 	fmt.Fprintf(&b, "client address seen by backends: %s (%d distinct ip:port)\n", sortedCounts(s.RemoteIPs), s.DistinctRemotes)
 	fmt.Fprintf(&b, "latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", s.Latency.P50, s.Latency.P99, s.Latency.Max)

@@ -324,3 +324,19 @@ func TestServeGracefulStop(t *testing.T) {
 		t.Fatalf("no stop line: %q", logs.String())
 	}
 }
+
+func TestDownloadStopsOnCancel(t *testing.T) {
+	dial := startPipeServer(t, newHandler("be1"))
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run(env{ctx: ctx, stdout: &stdout, stderr: &stderr, dial: dial},
+		[]string{"download", "--url", "http://198.18.0.21:8080", "--bytes", "1TiB", "--json"})
+	if code != exitFail {
+		t.Fatalf("exit %d: %s", code, stdout.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a cancelled download ran %v", d)
+	}
+}

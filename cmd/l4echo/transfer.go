@@ -35,7 +35,8 @@ type transferResult struct {
 
 func (r transferResult) text() string {
 	if r.OK {
-		return fmt.Sprintf("%s %d bytes in %.2f s: %.2f Gbit/s, verified\n", r.Op, r.Bytes, r.Seconds, r.Gbps)
+		return fmt.Sprintf("%s %d bytes (%.1f MiB) in %.3f s: %.2f Gbit/s, verified\n",
+			r.Op, r.Bytes, float64(r.Bytes)/(1<<20), r.Seconds, r.Gbps)
 	}
 	return fmt.Sprintf("%s failed (%s) after %d bytes in %.2f s: %s\n", r.Op, r.Kind, r.Bytes, r.Seconds, r.Error)
 }
@@ -64,6 +65,7 @@ func download(ctx context.Context, e env, base *url.URL, n, seed uint64, idle ti
 			return err
 		}
 		defer conn.Close()
+		defer context.AfterFunc(ctx, func() { conn.Close() })() // SIGINT or SIGTERM ends the transfer
 		c := idleConn{Conn: conn, idle: idle}
 		if err := writeRequestHead(c, "GET", &u, -1); err != nil {
 			return fmt.Errorf("write request: %w", err)
@@ -128,6 +130,7 @@ func upload(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time
 			return err
 		}
 		defer conn.Close()
+		defer context.AfterFunc(ctx, func() { conn.Close() })() // SIGINT or SIGTERM ends the transfer
 		c := idleConn{Conn: conn, idle: idle}
 		if err := writeRequestHead(c, "POST", &u, int64(n)); err != nil {
 			return fmt.Errorf("write request: %w", err)

@@ -53,8 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { usage(stdout, fs) }
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout, fs)
+		if errors.Is(err, flag.ErrHelp) { // fs.Usage has printed the help
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "l4raw: %v (see l4raw --help)\n", err)
@@ -155,9 +154,17 @@ backends. The VIP must be a local address (ip addr add VIP/32 dev IF).
 
 Flags:
 `, version)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, text := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			text += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, text)
+	})
 	fmt.Fprint(w, `
 Signals: SIGINT/SIGTERM stop (removing the guard table), SIGUSR1 prints counters.
 Exit codes: 0 done, 1 runtime failure, 2 bad flag, config or environment.

@@ -17,7 +17,7 @@ const (
 	flagMode        = "mode"
 	flagScheduler   = "scheduler"
 	flagIface       = "iface"
-	flagSNAT        = "snat"
+	flagSNAT        = "snat-ip"
 	flagNATPorts    = "nat-ports"
 	flagMaxConns    = "max-conns"
 	flagWorkers     = "workers"
@@ -47,7 +47,7 @@ type Flags struct {
 	Mode       string   // --mode fullnat|dnat
 	Scheduler  string   // --scheduler rr
 	Interfaces []string // --iface, repeatable or comma-separated; empty = auto
-	SNAT       []string // --snat, repeatable or comma-separated; empty = auto
+	SNAT       []string // --snat-ip, repeatable or comma-separated; empty = auto
 	NATPorts   string   // --nat-ports LO-HI|auto
 	MaxConns   int      // --max-conns
 	Workers    int      // --workers; 0 = one per CPU

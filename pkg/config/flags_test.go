@@ -40,8 +40,8 @@ func TestFromFlags(t *testing.T) {
 		{"scheduler", func(f *Flags) { f.Scheduler = "sh" }, `config: --scheduler "sh": not supported yet`},
 		{"name", func(f *Flags) { f.Name = "a\tb" }, `config: --name "a\tb": name must be printable text`},
 		{"iface", func(f *Flags) { f.Interfaces = []string{"eth0,eth0"} }, `config: --iface "eth0": duplicate of --iface "eth0"`},
-		{"snat port", func(f *Flags) { f.SNAT = []string{"198.18.0.2:1"} }, `config: --snat "198.18.0.2:1": port not allowed here`},
-		{"snat multicast", func(f *Flags) { f.SNAT = []string{"198.18.0.2", "224.0.0.5"} }, `config: --snat "224.0.0.5": multicast address not allowed`},
+		{"snat port", func(f *Flags) { f.SNAT = []string{"198.18.0.2:1"} }, `config: --snat-ip "198.18.0.2:1": port not allowed here`},
+		{"snat multicast", func(f *Flags) { f.SNAT = []string{"198.18.0.2", "224.0.0.5"} }, `config: --snat-ip "224.0.0.5": multicast address not allowed`},
 		{"nat ports syntax", func(f *Flags) { f.NATPorts = "a-b" }, `config: --nat-ports "a-b": invalid port range (want LO-HI, a single port or auto)`},
 		{"nat ports low", func(f *Flags) { f.NATPorts = "100-200" }, `config: --nat-ports "100-200": must start at 1024 or above`},
 		{"nat ports overlap", func(f *Flags) {
@@ -109,7 +109,7 @@ func TestRegister(t *testing.T) {
 	f.Register(fs)
 	args := []string{
 		"--vip", "198.18.0.100:443", "--backend", "198.18.0.21,198.18.0.22", "--backend", "198.18.0.23:8443",
-		"--mode", "dnat", "--name", "tls", "--iface", "eth0", "--iface", "eth1", "--snat", "198.18.0.2",
+		"--mode", "dnat", "--name", "tls", "--iface", "eth0", "--iface", "eth1", "--snat-ip", "198.18.0.2",
 		"--nat-ports", "50000-50999", "--max-conns", "1000", "--workers", "2", "--timeout-syn", "5s",
 		"--timeout-established", "1h", "--timeout-fin", "30s", "--timeout-time-wait", "3s", "--timeout-close", "1s",
 		"--health-interval", "500ms", "--health-timeout", "200ms", "--health-rise", "1", "--health-fall", "2",

@@ -48,7 +48,7 @@ func TestSetupScriptUsage(t *testing.T) {
 		want string // the one line of stderr contains this
 	}{
 		{[]string{"frob"}, `unknown action "frob"`},
-		{[]string{"add"}, "add needs --vip, --snat or --dnat-backend"},
+		{[]string{"add"}, "add needs --vip, --snat-ip or --dnat-backend"},
 		{[]string{"add", "--vip", "198.18.0.100"}, `--vip "198.18.0.100": want IP:PORT[,PORT...]`},
 		{[]string{"add", "--vip", "198.18.0.100:80,"}, `--vip "198.18.0.100:80,"`},
 		{[]string{"add", "--vip", "198.18.0.300:80"}, `bad IPv4 address "198.18.0.300"`},
@@ -56,11 +56,11 @@ func TestSetupScriptUsage(t *testing.T) {
 		{[]string{"add", "--vip", "198.18.0.100:80,0"}, `bad port "0"`},
 		{[]string{"add", "--vip=198.18.0.100:65536"}, `bad port "65536"`},
 		{[]string{"add", "--vip"}, "--vip needs a value"},
-		{[]string{"add", "--snat", "198.18.0.1", "--nat-ports", "65535-61000"}, `--nat-ports "65535-61000": low end must be below high end`},
-		{[]string{"add", "--snat", "198.18.0.1", "--nat-ports", "61000"}, `--nat-ports "61000": want LO-HI`},
-		{[]string{"add", "--nat-ports", "61000-65535"}, "needs --snat"},
-		{[]string{"add", "--snat", "198.18.0.1", "--snat", "198.18.0.2"}, "given twice"},
-		{[]string{"add", "--snat", "x"}, `--snat "x": bad IPv4 address`},
+		{[]string{"add", "--snat-ip", "198.18.0.1", "--nat-ports", "65535-61000"}, `--nat-ports "65535-61000": low end must be below high end`},
+		{[]string{"add", "--snat-ip", "198.18.0.1", "--nat-ports", "61000"}, `--nat-ports "61000": want LO-HI`},
+		{[]string{"add", "--nat-ports", "61000-65535"}, "needs --snat-ip"},
+		{[]string{"add", "--snat-ip", "198.18.0.1", "--snat-ip", "198.18.0.2"}, "given twice"},
+		{[]string{"add", "--snat-ip", "x"}, `--snat-ip "x": bad IPv4 address`},
 		{[]string{"remove", "--dnat-backend", "198.18.1.10"}, `--dnat-backend "198.18.1.10": want IP:PORT`},
 		{[]string{"status", "--dnat-backend", "198.18.1.10:http"}, `bad port "http"`},
 		{[]string{"status", "--rst"}, `unknown option "--rst"`},
@@ -125,7 +125,7 @@ func TestSetupScript(t *testing.T) {
 	}
 	before := strings.Join(foreign(), "\n")
 
-	args := []string{"--vip", "198.18.0.100:80,443", "--snat", "198.18.0.1", "--nat-ports", "61000-65535",
+	args := []string{"--vip", "198.18.0.100:80,443", "--snat-ip", "198.18.0.1", "--nat-ports", "61000-65535",
 		"--dnat-backend", "198.18.1.10:8080", "--dnat-backend", "198.18.1.11:8080"}
 	want := []string{
 		"-A PREROUTING -d 198.18.0.100/32 -p tcp -m tcp --dport 80 -m comment --comment l4raw -j DROP",
@@ -239,13 +239,13 @@ func TestSetupScript(t *testing.T) {
 		if got := strings.Replace(nat.String(), "-", ":", 1); got != tt.want {
 			t.Fatalf("DefaultNATRange(%v, %v) = %v, want %s", eph, rsv, nat, tt.want)
 		}
-		if code, out := runScript(t, ns, "add", "--snat", "198.18.0.1"); code != 0 {
+		if code, out := runScript(t, ns, "add", "--snat-ip", "198.18.0.1"); code != 0 {
 			t.Fatalf("add with ephemeral %s: exit %d:\n%s", tt.eph, code, out)
 		}
 		if got := ourRules(t, ns); len(got) != 1 || !strings.Contains(got[0], "--dport "+tt.want+" ") {
 			t.Errorf("ephemeral %s reserved %q: rules %q, want --dport %s", tt.eph, tt.reserved, got, tt.want)
 		}
-		if code, out := runScript(t, ns, "remove", "--snat", "198.18.0.1"); code != 0 {
+		if code, out := runScript(t, ns, "remove", "--snat-ip", "198.18.0.1"); code != 0 {
 			t.Fatalf("remove: exit %d:\n%s", code, out)
 		}
 		if got := reservedPorts(t, ns); got != tt.reserved {
@@ -254,7 +254,7 @@ func TestSetupScript(t *testing.T) {
 	}
 	ns.exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_local_reserved_ports=")
 	ns.exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000")
-	if code, out := runScript(t, ns, "add", "--snat", "198.18.0.1"); code != 3 ||
+	if code, out := runScript(t, ns, "add", "--snat-ip", "198.18.0.1"); code != 3 ||
 		!strings.Contains(out, "only 535 ports above the kernel's ephemeral ports 1024-65000 (need 1024): pass --nat-ports LO-HI") {
 		t.Errorf("add with too few free ports: exit %d:\n%s", code, out)
 	}
