@@ -11,8 +11,8 @@ import (
 	"github.com/l4raw/l4raw/pkg/firewall"
 	"github.com/l4raw/l4raw/pkg/forward"
 	"github.com/l4raw/l4raw/pkg/health"
-	"github.com/l4raw/l4raw/pkg/nat"
 	"github.com/l4raw/l4raw/pkg/neigh"
+	"github.com/l4raw/l4raw/pkg/packet"
 )
 
 // makePlan works out, from the spec and the host's addresses and routes,
@@ -123,18 +123,15 @@ func (d *daemon) makePlan() (plan, error) {
 		if err != nil {
 			return p, fmt.Errorf("read the kernel's port ranges: %w", err)
 		}
-		var nr firewall.PortRange
-		if d.spec.NATPorts.IsZero() {
+		nr := d.spec.NATPorts
+		if nr.IsZero() {
 			if nr, err = firewall.DefaultNATRange(eph, reserved); err != nil {
 				return p, usageError{err}
 			}
-		} else {
-			nr = firewall.PortRange{Lo: d.spec.NATPorts.Lo, Hi: d.spec.NATPorts.Hi}
-			if err := firewall.CheckNATRange(nr, eph, reserved); err != nil {
-				return p, usagef("--nat-ports %s: %v", d.spec.NATPorts, err)
-			}
+		} else if err := firewall.CheckNATRange(nr, eph, reserved); err != nil {
+			return p, usagef("--nat-ports %s: %v", nr, err)
 		}
-		p.natPorts = nat.PortRange{Lo: nr.Lo, Hi: nr.Hi}
+		p.natPorts = nr
 		for _, s := range d.spec.Services {
 			for _, port := range s.Ports {
 				if slices.Contains(p.snat, s.VIP) && port >= nr.Lo && port <= nr.Hi {
@@ -153,14 +150,12 @@ func (d *daemon) makePlan() (plan, error) {
 		if s.Mode == config.ModeDNAT {
 			ss.Mode = forward.DNAT
 		}
-		var ports []firewall.PortRange
-		var fports []datapath.PortRange
+		var ports []packet.PortRange
 		for _, port := range s.Ports {
-			ports = append(ports, firewall.PortRange{Lo: port, Hi: port})
-			fports = append(fports, datapath.PortRange{Lo: port, Hi: port})
+			ports = append(ports, packet.PortRange{Lo: port, Hi: port})
 		}
 		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: s.VIP, Ports: ports})
-		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: s.VIP, Ports: fports})
+		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: s.VIP, Ports: ports})
 		for _, b := range s.Backends {
 			ss.Backends = append(ss.Backends, forward.BackendSpec{Addr: b.Addr, Weight: b.Weight})
 			check := s.CheckAddr(b)
@@ -186,8 +181,8 @@ func (d *daemon) makePlan() (plan, error) {
 		p.setup.Services = append(p.setup.Services, ss)
 	}
 	for _, a := range p.snat {
-		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: a, Ports: []firewall.PortRange{{Lo: p.natPorts.Lo, Hi: p.natPorts.Hi}}})
-		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: a, Ports: []datapath.PortRange{{Lo: p.natPorts.Lo, Hi: p.natPorts.Hi}}})
+		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: a, Ports: []packet.PortRange{p.natPorts}})
+		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: a, Ports: []packet.PortRange{p.natPorts}})
 	}
 	p.filter.Local = p.local
 	return p, nil

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/l4raw/l4raw/pkg/packet"
 )
 
 // ErrNotSupported marks a value that names a feature the file format reserves
@@ -65,10 +67,10 @@ func lookupMode(s string) (Mode, bool) {
 	return 0, false
 }
 
-// PortRange is an inclusive range of TCP ports. The zero value means "auto":
-// the caller picks the range (for NAT ports, one outside the kernel's
-// ephemeral range).
-type PortRange struct{ Lo, Hi uint16 }
+// PortRange is an inclusive range of TCP ports (l4raw's one port-range
+// type). In a Spec the zero value means "auto": the caller picks the range
+// (for NAT ports, one outside the kernel's ephemeral range).
+type PortRange = packet.PortRange
 
 // ParsePortRange parses "61000-65535", a single port "8080", or "auto" (the
 // zero value). It checks syntax only; Validate checks the bounds.
@@ -100,30 +102,13 @@ func parsePortRange(s string) (PortRange, bool) {
 	return PortRange{Lo: l, Hi: h}, true
 }
 
-// IsZero reports whether r is the zero value ("auto").
-func (r PortRange) IsZero() bool { return r == PortRange{} }
-
-// Len is the number of ports in r (0 for the zero value).
-func (r PortRange) Len() int {
-	if r.IsZero() || r.Lo > r.Hi {
-		return 0
-	}
-	return int(r.Hi) - int(r.Lo) + 1
-}
-
-// Contains reports whether p lies in r.
-func (r PortRange) Contains(p uint16) bool { return !r.IsZero() && r.Lo <= p && p <= r.Hi }
-
-// String formats r the way ParsePortRange reads it.
-func (r PortRange) String() string {
-	switch {
-	case r.IsZero():
+// formatPortRange formats r the way ParsePortRange reads it ("auto" for the
+// zero value).
+func formatPortRange(r PortRange) string {
+	if r.IsZero() {
 		return "auto"
-	case r.Lo == r.Hi:
-		return strconv.Itoa(int(r.Lo))
-	default:
-		return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
 	}
+	return r.String()
 }
 
 // Timeouts bound how long an idle connection-table entry lives in each phase

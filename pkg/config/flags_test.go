@@ -127,7 +127,7 @@ func TestRegister(t *testing.T) {
 		svc.Health != (Health{Type: "tcp", Interval: 500 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 2, Port: 9000}) {
 		t.Errorf("service: %+v", svc)
 	}
-	if !reflect.DeepEqual(s.Interfaces, []string{"eth0", "eth1"}) || s.NATPorts != (PortRange{50000, 50999}) ||
+	if !reflect.DeepEqual(s.Interfaces, []string{"eth0", "eth1"}) || s.NATPorts != (PortRange{Lo: 50000, Hi: 50999}) ||
 		s.MaxConns != 1000 || s.Workers != 2 || s.Guard || s.LogFormat != "json" ||
 		s.Timeouts != (Timeouts{SYN: 5 * time.Second, Established: time.Hour, FIN: 30 * time.Second, TimeWait: 3 * time.Second, Close: time.Second}) {
 		t.Errorf("spec: %+v", s)

@@ -104,18 +104,18 @@ func TestValidate(t *testing.T) {
 		{"workers negative", func(s *Spec) { s.Workers = -1 }, `config: workers: "-1": must be 0..1024 (0 = one per CPU)`},
 		{"log level", func(s *Spec) { s.LogLevel = slog.LevelInfo + 2 }, `config: log.level: "INFO+2": unknown log level (want debug, info, warn or error)`},
 		{"log format", func(s *Spec) { s.LogFormat = "xml" }, `config: log.format: "xml": unknown log format (want text or json)`},
-		{"nat ports reversed", func(s *Spec) { s.NATPorts = PortRange{5000, 4000} }, `config: nat_ports: "5000-4000": low port above high port`},
-		{"nat ports low", func(s *Spec) { s.NATPorts = PortRange{1023, 4000} }, `config: nat_ports: "1023-4000": must start at 1024 or above`},
-		{"nat ports 1024", func(s *Spec) { s.NATPorts = PortRange{1024, 1024} }, ""},
+		{"nat ports reversed", func(s *Spec) { s.NATPorts = PortRange{Lo: 5000, Hi: 4000} }, `config: nat_ports: "5000-4000": low port above high port`},
+		{"nat ports low", func(s *Spec) { s.NATPorts = PortRange{Lo: 1023, Hi: 4000} }, `config: nat_ports: "1023-4000": must start at 1024 or above`},
+		{"nat ports 1024", func(s *Spec) { s.NATPorts = PortRange{Lo: 1024, Hi: 1024} }, ""},
 		{"nat ports cover vip port", func(s *Spec) {
 			s.SNAT = []netip.Addr{a("198.18.0.100")}
-			s.NATPorts = PortRange{1024, 65535}
+			s.NATPorts = PortRange{Lo: 1024, Hi: 65535}
 			s.Services[0].Ports = []uint16{80, 8080}
 			s.Services[0].Backends = []Backend{{Addr: ap("198.18.0.21:0"), Weight: 1}}
 		}, `config: nat_ports: "1024-65535": includes services[0].ports[1], a service port on an snat address`},
 		{"nat ports other snat", func(s *Spec) {
 			s.SNAT = []netip.Addr{a("198.18.0.2")}
-			s.NATPorts = PortRange{1024, 65535}
+			s.NATPorts = PortRange{Lo: 1024, Hi: 65535}
 		}, ""},
 		{"snat ipv6", func(s *Spec) { s.SNAT = []netip.Addr{a("2001:db8::1")} }, `config: snat[0]: "2001:db8::1": IPv6 not supported yet`},
 		{"snat invalid", func(s *Spec) { s.SNAT = []netip.Addr{{}} }, `config: snat[0]: invalid address`},

@@ -24,7 +24,7 @@ func TestParseExample(t *testing.T) {
 	want := Default()
 	want.Interfaces = []string{"eth0"}
 	want.SNAT = []netip.Addr{netip.MustParseAddr("198.18.0.2")}
-	want.NATPorts = PortRange{61000, 65535}
+	want.NATPorts = PortRange{Lo: 61000, Hi: 65535}
 	want.Services = []Service{
 		{
 			Name: "web", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80, 443},
@@ -85,7 +85,7 @@ services:
 		t.Fatal(err)
 	}
 	if s.Guard || s.Workers != 4 || s.MaxConns != 256 || s.LogLevel != slog.LevelDebug || s.LogFormat != "json" ||
-		s.NATPorts != (PortRange{40000, 40000}) || s.Timeouts.Established != time.Hour || s.Timeouts.SYN != time.Minute {
+		s.NATPorts != (PortRange{Lo: 40000, Hi: 40000}) || s.Timeouts.Established != time.Hour || s.Timeouts.SYN != time.Minute {
 		t.Errorf("top level: %+v", s)
 	}
 	h0 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 5}

@@ -6,10 +6,12 @@ import (
 	"net/netip"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/l4raw/l4raw/pkg/packet"
 )
 
-// PortRange is an inclusive port range.
-type PortRange struct{ Lo, Hi uint16 }
+// PortRange is l4raw's port range type.
+type PortRange = packet.PortRange
 
 // DstMatch accepts TCP segments to Addr with a destination port in Ports:
 // a service (VIP and its ports) or an SNAT address and the NAT ports.

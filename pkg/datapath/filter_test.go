@@ -76,8 +76,8 @@ func runFilter(t *testing.T, prog []bpf.Instruction, frame []byte, pkttype uint3
 func TestFilter(t *testing.T) {
 	spec := FilterSpec{
 		Dst: []DstMatch{
-			{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{80, 80}, {443, 443}}},
-			{Addr: netip.MustParseAddr("198.18.0.2"), Ports: []PortRange{{61000, 65535}}},
+			{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}}},
+			{Addr: netip.MustParseAddr("198.18.0.2"), Ports: []PortRange{{Lo: 61000, Hi: 65535}}},
 		},
 		Src:   []SrcMatch{{Addr: netip.MustParseAddrPort("198.18.2.21:8080")}},
 		Local: []netip.Addr{netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr("198.18.0.2")},
@@ -121,7 +121,7 @@ func TestFilter(t *testing.T) {
 func TestFilterManyPorts(t *testing.T) {
 	var ports []PortRange
 	for p := uint16(1000); p < 1600; p++ { // more than one block
-		ports = append(ports, PortRange{p, p})
+		ports = append(ports, PortRange{Lo: p, Hi: p})
 	}
 	prog, err := BuildFilter(FilterSpec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.100"), Ports: ports}}})
 	if err != nil {
@@ -140,7 +140,7 @@ func TestFilterManyPorts(t *testing.T) {
 	}
 	// Too many for the kernel: a clear error.
 	for p := uint16(2000); p < 5000; p++ {
-		ports = append(ports, PortRange{p, p})
+		ports = append(ports, PortRange{Lo: p, Hi: p})
 	}
 	if _, err := BuildFilter(FilterSpec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.100"), Ports: ports}}}); err == nil {
 		t.Error("oversized filter accepted")

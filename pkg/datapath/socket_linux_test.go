@@ -115,7 +115,7 @@ func TestSockets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prog, err := BuildFilter(FilterSpec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.9.2"), Ports: []PortRange{{80, 80}}}}})
+		prog, err := BuildFilter(FilterSpec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.9.2"), Ports: []PortRange{{Lo: 80, Hi: 80}}}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -271,7 +271,7 @@ func TestGuardDropsSYN(t *testing.T) {
 			expectDial(t, cl, any, open, connected)
 			expectDial(t, cl, any, closed, refused)
 
-			drops, remove := in.install(t, lb, Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{8080, 8080}, {7005, 7005}}}}})
+			drops, remove := in.install(t, lb, Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{Lo: 8080, Hi: 8080}, {Lo: 7005, Hi: 7005}}}}})
 			sniffed := sniffSYN(t, lb, "l4lb", guarded, 3*time.Second)
 			expectDial(t, cl, any, guarded, timedOut)
 			if !<-sniffed {

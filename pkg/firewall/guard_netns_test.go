@@ -120,7 +120,7 @@ func TestGuardNetNS(t *testing.T) {
 	}
 
 	// A different spec replaces the whole table: the old rules are gone.
-	small := Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.200"), Ports: []PortRange{{8443, 8443}}}}}
+	small := Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.200"), Ports: []PortRange{{Lo: 8443, Hi: 8443}}}}}
 	if err := g.Apply(small); err != nil {
 		t.Fatal(err)
 	}

@@ -81,11 +81,11 @@ var goldenSpecs = []struct {
 	spec Spec
 }{
 	{"empty", Spec{}},
-	{"vip", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{80, 80}, {443, 443}}}}}},
+	{"vip", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{Lo: 80, Hi: 80}, {Lo: 443, Hi: 443}}}}}},
 	{"full", Spec{
 		Dst: []DstMatch{
-			{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{80, 80}, {8000, 8099}}},
-			{Addr: netip.MustParseAddr("198.18.0.1"), Ports: []PortRange{{61000, 65535}}},
+			{Addr: netip.MustParseAddr("198.18.0.100"), Ports: []PortRange{{Lo: 80, Hi: 80}, {Lo: 8000, Hi: 8099}}},
+			{Addr: netip.MustParseAddr("198.18.0.1"), Ports: []PortRange{{Lo: 61000, Hi: 65535}}},
 		},
 		Src: []SrcMatch{
 			{Addr: netip.MustParseAddr("198.18.1.10"), Port: 8080},
@@ -245,14 +245,14 @@ func TestApplyInvalidSpec(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{"no address", Spec{Dst: []DstMatch{{Ports: []PortRange{{80, 80}}}}}, "firewall: dst invalid IP: no address"},
-		{"ipv6 dst", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("2001:db8::1"), Ports: []PortRange{{80, 80}}}}},
+		{"no address", Spec{Dst: []DstMatch{{Ports: []PortRange{{Lo: 80, Hi: 80}}}}}, "firewall: dst invalid IP: no address"},
+		{"ipv6 dst", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("2001:db8::1"), Ports: []PortRange{{Lo: 80, Hi: 80}}}}},
 			"firewall: dst 2001:db8::1: only ipv4 is supported"},
-		{"mapped ipv4", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("::ffff:198.18.0.100"), Ports: []PortRange{{80, 80}}}}},
+		{"mapped ipv4", Spec{Dst: []DstMatch{{Addr: netip.MustParseAddr("::ffff:198.18.0.100"), Ports: []PortRange{{Lo: 80, Hi: 80}}}}},
 			"only ipv4 is supported"},
 		{"no ports", Spec{Dst: []DstMatch{{Addr: vip}}}, "firewall: dst 198.18.0.100: no ports"},
-		{"port 0", Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{0, 80}}}}}, "firewall: dst 198.18.0.100: port range 0-80: port 0 is not a tcp port"},
-		{"inverted", Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{81, 80}}}}}, "port range 81-80: low end above high end"},
+		{"port 0", Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{Lo: 0, Hi: 80}}}}}, "firewall: dst 198.18.0.100: port range 0-80: port 0 is not a tcp port"},
+		{"inverted", Spec{Dst: []DstMatch{{Addr: vip, Ports: []PortRange{{Lo: 81, Hi: 80}}}}}, "port range 81-80: low end above high end"},
 		{"src ipv6", Spec{Src: []SrcMatch{{Addr: netip.MustParseAddr("2001:db8::2"), Port: 80}}}, "firewall: src 2001:db8::2: only ipv4"},
 		{"src port 0", Spec{Src: []SrcMatch{{Addr: vip}}}, "firewall: src 198.18.0.100:0: port 0 is not a tcp port"},
 	}

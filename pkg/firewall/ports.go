@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/l4raw/l4raw/pkg/packet"
 )
 
 // MinNATPorts is the smallest NAT port range DefaultNATRange accepts. Each NAT port
@@ -23,24 +25,19 @@ const (
 	localReservedPortFile = "proc/sys/net/ipv4/ip_local_reserved_ports"
 )
 
-// PortRange is an inclusive range of TCP ports. A single port has Lo == Hi.
-type PortRange struct{ Lo, Hi uint16 }
+// PortRange is l4raw's port range type.
+type PortRange = packet.PortRange
 
-// ParsePortRange parses "80" or "61000-65535". Port 0 is refused: no TCP segment
-// carries it, so a range containing it is a typo.
+// ParsePortRange parses "80" or "61000-65535"; port 0 is refused.
 func ParsePortRange(s string) (PortRange, error) {
-	r, err := parseRange(s)
-	if err == nil && r.Lo == 0 {
-		err = errors.New("port 0 is not a tcp port")
-	}
+	r, err := packet.ParsePortRange(s)
 	if err != nil {
-		return PortRange{}, fmt.Errorf("firewall: port range %q: %w", s, err)
+		return PortRange{}, fmt.Errorf("firewall: %w", err)
 	}
 	return r, nil
 }
 
-// parseRange is ParsePortRange without the port-0 rule and without context in its
-// errors, for kernel files, which may list port 0.
+// parseRange parses a range from a kernel file, which may list port 0.
 func parseRange(s string) (PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := parsePort(lo)
@@ -48,7 +45,7 @@ func parseRange(s string) (PortRange, error) {
 		return PortRange{}, err
 	}
 	if !isRange {
-		return PortRange{a, a}, nil
+		return PortRange{Lo: a, Hi: a}, nil
 	}
 	b, err := parsePort(hi)
 	if err != nil {
@@ -57,11 +54,10 @@ func parseRange(s string) (PortRange, error) {
 	if a > b {
 		return PortRange{}, errors.New("low end above high end")
 	}
-	return PortRange{a, b}, nil
+	return PortRange{Lo: a, Hi: b}, nil
 }
 
 func parsePort(s string) (uint16, error) {
-	// strconv accepts "+80"; a port is digits only.
 	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
 		return 0, fmt.Errorf("bad port %q", s)
 	}
@@ -70,54 +66,6 @@ func parsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("bad port %q: above 65535", s)
 	}
 	return uint16(n), nil
-}
-
-// String gives "80" for a single port and "61000-65535" for a range: the form
-// ParsePortRange reads, nft prints and ip_local_reserved_ports takes.
-func (r PortRange) String() string {
-	if r.Lo == r.Hi {
-		return strconv.Itoa(int(r.Lo))
-	}
-	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
-}
-
-// Len is the number of ports in r (0 if r is inverted).
-func (r PortRange) Len() int {
-	if r.Lo > r.Hi {
-		return 0
-	}
-	return int(r.Hi) - int(r.Lo) + 1
-}
-
-// Contains reports whether p lies in r.
-func (r PortRange) Contains(p uint16) bool { return r.Lo <= p && p <= r.Hi }
-
-// MarshalText makes a PortRange a plain scalar in YAML and JSON.
-func (r PortRange) MarshalText() ([]byte, error) {
-	if r.Lo > r.Hi || r.Lo == 0 {
-		return nil, fmt.Errorf("firewall: port range %d-%d: invalid", r.Lo, r.Hi)
-	}
-	return []byte(r.String()), nil
-}
-
-// UnmarshalText is ParsePortRange for decoders.
-func (r *PortRange) UnmarshalText(b []byte) error {
-	v, err := ParsePortRange(string(b))
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
-}
-
-func (r PortRange) valid() error {
-	switch {
-	case r.Lo == 0:
-		return fmt.Errorf("port range %d-%d: port 0 is not a tcp port", r.Lo, r.Hi)
-	case r.Lo > r.Hi:
-		return fmt.Errorf("port range %d-%d: low end above high end", r.Lo, r.Hi)
-	}
-	return nil
 }
 
 // ReadKernelPorts reads the kernel's ephemeral port range and its reserved ports
@@ -157,8 +105,8 @@ func parseLocalPortRange(s string) (PortRange, error) {
 	if err != nil {
 		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
 	}
-	r := PortRange{lo, hi}
-	if err := r.valid(); err != nil {
+	r := PortRange{Lo: lo, Hi: hi}
+	if err := r.Valid(); err != nil {
 		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
 	}
 	return r, nil
@@ -214,7 +162,7 @@ func reservedAt(p uint16, reserved []PortRange) (PortRange, bool) {
 // ephemeral range count as free, since the kernel never hands them out. Fewer than
 // MinNATPorts ports is an error that says how to fix it.
 func DefaultNATRange(eph PortRange, reserved []PortRange) (PortRange, error) {
-	if err := eph.valid(); err != nil {
+	if err := eph.Valid(); err != nil {
 		return PortRange{}, fmt.Errorf("firewall: ephemeral ports: %w", err)
 	}
 	top := lastFree(eph, reserved)
@@ -222,18 +170,18 @@ func DefaultNATRange(eph PortRange, reserved []PortRange) (PortRange, error) {
 		return PortRange{}, fmt.Errorf("firewall: only %d ports above the kernel's ephemeral ports %s (need %d): "+
 			"set --nat-ports LO-HI and reserve it with sysctl -w net.ipv4.ip_local_reserved_ports=LO-HI", n, eph, MinNATPorts)
 	}
-	return PortRange{uint16(top + 1), 65535}, nil
+	return PortRange{Lo: uint16(top + 1), Hi: 65535}, nil
 }
 
 // CheckNATRange fails if nat shares ports with the ephemeral range that are not
 // reserved: the guard drops every segment to the SNAT address on a NAT port, so a
 // host connection that the kernel gave such a local port would hang.
 func CheckNATRange(nat, eph PortRange, reserved []PortRange) error {
-	if err := nat.valid(); err != nil {
+	if err := nat.Valid(); err != nil {
 		return fmt.Errorf("firewall: nat ports: %w", err)
 	}
 	lo, hi := max(nat.Lo, eph.Lo), min(nat.Hi, eph.Hi)
-	if lo > hi || covered(PortRange{lo, hi}, reserved) {
+	if lo > hi || covered(PortRange{Lo: lo, Hi: hi}, reserved) {
 		return nil
 	}
 	fix := make([]string, 0, len(reserved)+1)

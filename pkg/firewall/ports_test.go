@@ -16,13 +16,13 @@ func TestParsePortRange(t *testing.T) {
 		want    PortRange
 		wantErr string // substring; "" means success
 	}{
-		{in: "80", want: PortRange{80, 80}},
-		{in: "61000-65535", want: PortRange{61000, 65535}},
-		{in: "1", want: PortRange{1, 1}},
-		{in: "65535", want: PortRange{65535, 65535}},
-		{in: "1-65535", want: PortRange{1, 65535}},
-		{in: "443-443", want: PortRange{443, 443}},
-		{in: "080", want: PortRange{80, 80}},
+		{in: "80", want: PortRange{Lo: 80, Hi: 80}},
+		{in: "61000-65535", want: PortRange{Lo: 61000, Hi: 65535}},
+		{in: "1", want: PortRange{Lo: 1, Hi: 1}},
+		{in: "65535", want: PortRange{Lo: 65535, Hi: 65535}},
+		{in: "1-65535", want: PortRange{Lo: 1, Hi: 65535}},
+		{in: "443-443", want: PortRange{Lo: 443, Hi: 443}},
+		{in: "080", want: PortRange{Lo: 80, Hi: 80}},
 		{in: "", wantErr: `bad port ""`},
 		{in: "0", wantErr: "port 0 is not a tcp port"},
 		{in: "0-10", wantErr: "port 0 is not a tcp port"},
@@ -61,11 +61,11 @@ func TestPortRangeString(t *testing.T) {
 		want string
 		len  int
 	}{
-		{PortRange{80, 80}, "80", 1},
-		{PortRange{61000, 65535}, "61000-65535", 4536},
-		{PortRange{1, 65535}, "1-65535", 65535},
-		{PortRange{0, 0}, "0", 1},
-		{PortRange{9, 8}, "9-8", 0},
+		{PortRange{Lo: 80, Hi: 80}, "80", 1},
+		{PortRange{Lo: 61000, Hi: 65535}, "61000-65535", 4536},
+		{PortRange{Lo: 1, Hi: 65535}, "1-65535", 65535},
+		{PortRange{Lo: 0, Hi: 0}, "0", 0}, // the zero value: no range
+		{PortRange{Lo: 9, Hi: 8}, "9-8", 0},
 	}
 	for _, tt := range tests {
 		if got := tt.r.String(); got != tt.want {
@@ -75,7 +75,7 @@ func TestPortRangeString(t *testing.T) {
 			t.Errorf("%#v.Len() = %d, want %d", tt.r, got, tt.len)
 		}
 	}
-	r := PortRange{100, 200}
+	r := PortRange{Lo: 100, Hi: 200}
 	for p, want := range map[uint16]bool{99: false, 100: true, 150: true, 200: true, 201: false} {
 		if got := r.Contains(p); got != want {
 			t.Errorf("%v.Contains(%d) = %v, want %v", r, p, got, want)
@@ -84,7 +84,7 @@ func TestPortRangeString(t *testing.T) {
 }
 
 func TestPortRangeText(t *testing.T) {
-	in := struct{ NAT PortRange }{PortRange{61000, 65535}}
+	in := struct{ NAT PortRange }{PortRange{Lo: 61000, Hi: 65535}}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestPortRangeText(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"NAT":"70000"}`), &out); err == nil {
 		t.Fatal("70000 accepted")
 	}
-	if _, err := json.Marshal(struct{ P PortRange }{PortRange{5, 4}}); err == nil {
+	if _, err := json.Marshal(struct{ P PortRange }{PortRange{Lo: 5, Hi: 4}}); err == nil {
 		t.Fatal("inverted range marshalled")
 	}
 }
@@ -143,12 +143,12 @@ func TestReadKernelPorts(t *testing.T) {
 		wantErr      string
 		wantNotExist bool
 	}{
-		{name: "kernel default", rng: "32768\t60999\n", rsv: "\n", wantEph: PortRange{32768, 60999}},
-		{name: "empty reserved", rng: "32768\t60999\n", rsv: "", wantEph: PortRange{32768, 60999}},
+		{name: "kernel default", rng: "32768\t60999\n", rsv: "\n", wantEph: PortRange{Lo: 32768, Hi: 60999}},
+		{name: "empty reserved", rng: "32768\t60999\n", rsv: "", wantEph: PortRange{Lo: 32768, Hi: 60999}},
 		{name: "reserved list", rng: "1024\t65535\n", rsv: "8080,61000-65535\n",
-			wantEph: PortRange{1024, 65535}, wantReserved: []PortRange{{8080, 8080}, {61000, 65535}}},
-		{name: "reserved port 0", rng: "32768 60999", rsv: "0", wantEph: PortRange{32768, 60999}, wantReserved: []PortRange{{0, 0}}},
-		{name: "spaces", rng: "  40000   50000  \n", rsv: " 1-2 , 3 \n", wantEph: PortRange{40000, 50000}, wantReserved: []PortRange{{1, 2}, {3, 3}}},
+			wantEph: PortRange{Lo: 1024, Hi: 65535}, wantReserved: []PortRange{{Lo: 8080, Hi: 8080}, {Lo: 61000, Hi: 65535}}},
+		{name: "reserved port 0", rng: "32768 60999", rsv: "0", wantEph: PortRange{Lo: 32768, Hi: 60999}, wantReserved: []PortRange{{Lo: 0, Hi: 0}}},
+		{name: "spaces", rng: "  40000   50000  \n", rsv: " 1-2 , 3 \n", wantEph: PortRange{Lo: 40000, Hi: 50000}, wantReserved: []PortRange{{Lo: 1, Hi: 2}, {Lo: 3, Hi: 3}}},
 		{name: "no range file", rng: "-", rsv: "", wantErr: "firewall: read kernel ports: ", wantNotExist: true},
 		{name: "no reserved file", rng: "1 2", rsv: "-", wantErr: "firewall: read kernel ports: ", wantNotExist: true},
 		{name: "one number", rng: "32768\n", rsv: "", wantErr: `ip_local_port_range "32768\n": want two ports`},
@@ -226,21 +226,21 @@ func TestDefaultNATRange(t *testing.T) {
 		want     PortRange
 		wantErr  string
 	}{
-		{name: "kernel default", eph: PortRange{32768, 60999}, want: PortRange{61000, 65535}},
-		{name: "reserved elsewhere", eph: PortRange{32768, 60999}, reserved: []PortRange{{8080, 8080}}, want: PortRange{61000, 65535}},
-		{name: "exactly 1024", eph: PortRange{32768, 64511}, want: PortRange{64512, 65535}},
-		{name: "reserved top of ephemeral", eph: PortRange{1024, 65535}, reserved: []PortRange{{61000, 65535}}, want: PortRange{61000, 65535}},
-		{name: "reserved top in pieces", eph: PortRange{1024, 65535}, reserved: []PortRange{{64000, 65535}, {8080, 8080}, {60000, 63999}},
-			want: PortRange{60000, 65535}},
-		{name: "reserved pieces overlapping", eph: PortRange{1024, 65535}, reserved: []PortRange{{62000, 65535}, {61000, 63000}},
-			want: PortRange{61000, 65535}},
-		{name: "all reserved", eph: PortRange{32768, 60999}, reserved: []PortRange{{1, 65535}}, want: PortRange{32768, 65535}},
-		{name: "hole below top", eph: PortRange{1024, 65535}, reserved: []PortRange{{65000, 65534}},
+		{name: "kernel default", eph: PortRange{Lo: 32768, Hi: 60999}, want: PortRange{Lo: 61000, Hi: 65535}},
+		{name: "reserved elsewhere", eph: PortRange{Lo: 32768, Hi: 60999}, reserved: []PortRange{{Lo: 8080, Hi: 8080}}, want: PortRange{Lo: 61000, Hi: 65535}},
+		{name: "exactly 1024", eph: PortRange{Lo: 32768, Hi: 64511}, want: PortRange{Lo: 64512, Hi: 65535}},
+		{name: "reserved top of ephemeral", eph: PortRange{Lo: 1024, Hi: 65535}, reserved: []PortRange{{Lo: 61000, Hi: 65535}}, want: PortRange{Lo: 61000, Hi: 65535}},
+		{name: "reserved top in pieces", eph: PortRange{Lo: 1024, Hi: 65535}, reserved: []PortRange{{Lo: 64000, Hi: 65535}, {Lo: 8080, Hi: 8080}, {Lo: 60000, Hi: 63999}},
+			want: PortRange{Lo: 60000, Hi: 65535}},
+		{name: "reserved pieces overlapping", eph: PortRange{Lo: 1024, Hi: 65535}, reserved: []PortRange{{Lo: 62000, Hi: 65535}, {Lo: 61000, Hi: 63000}},
+			want: PortRange{Lo: 61000, Hi: 65535}},
+		{name: "all reserved", eph: PortRange{Lo: 32768, Hi: 60999}, reserved: []PortRange{{Lo: 1, Hi: 65535}}, want: PortRange{Lo: 32768, Hi: 65535}},
+		{name: "hole below top", eph: PortRange{Lo: 1024, Hi: 65535}, reserved: []PortRange{{Lo: 65000, Hi: 65534}},
 			wantErr: "firewall: only 0 ports above the kernel's ephemeral ports 1024-65535 (need 1024): set --nat-ports LO-HI and reserve it with sysctl -w net.ipv4.ip_local_reserved_ports=LO-HI"},
-		{name: "too few", eph: PortRange{32768, 65000}, wantErr: "only 535 ports above the kernel's ephemeral ports 32768-65000"},
-		{name: "one short", eph: PortRange{32768, 64512}, wantErr: "only 1023 ports"},
-		{name: "inverted", eph: PortRange{2, 1}, wantErr: "firewall: ephemeral ports: port range 2-1: low end above high end"},
-		{name: "port 0", eph: PortRange{0, 60999}, wantErr: "port 0 is not a tcp port"},
+		{name: "too few", eph: PortRange{Lo: 32768, Hi: 65000}, wantErr: "only 535 ports above the kernel's ephemeral ports 32768-65000"},
+		{name: "one short", eph: PortRange{Lo: 32768, Hi: 64512}, wantErr: "only 1023 ports"},
+		{name: "inverted", eph: PortRange{Lo: 2, Hi: 1}, wantErr: "firewall: ephemeral ports: port range 2-1: low end above high end"},
+		{name: "port 0", eph: PortRange{Lo: 0, Hi: 60999}, wantErr: "port 0 is not a tcp port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,29 +262,29 @@ func TestDefaultNATRange(t *testing.T) {
 }
 
 func TestCheckNATRange(t *testing.T) {
-	def := PortRange{32768, 60999}
+	def := PortRange{Lo: 32768, Hi: 60999}
 	tests := []struct {
 		name     string
 		nat, eph PortRange
 		reserved []PortRange
 		wantErr  string
 	}{
-		{name: "above", nat: PortRange{61000, 65535}, eph: def},
-		{name: "below", nat: PortRange{20000, 32767}, eph: def},
-		{name: "single port clear", nat: PortRange{61000, 61000}, eph: def},
-		{name: "overlap reserved", nat: PortRange{40000, 45000}, eph: def, reserved: []PortRange{{40000, 45000}}},
-		{name: "overlap reserved in pieces", nat: PortRange{40000, 45000}, eph: def,
-			reserved: []PortRange{{43000, 46000}, {8080, 8080}, {39000, 42999}}},
-		{name: "only the overlapping part reserved", nat: PortRange{60000, 65535}, eph: def, reserved: []PortRange{{60000, 60999}}},
-		{name: "overlap", nat: PortRange{40000, 45000}, eph: def,
+		{name: "above", nat: PortRange{Lo: 61000, Hi: 65535}, eph: def},
+		{name: "below", nat: PortRange{Lo: 20000, Hi: 32767}, eph: def},
+		{name: "single port clear", nat: PortRange{Lo: 61000, Hi: 61000}, eph: def},
+		{name: "overlap reserved", nat: PortRange{Lo: 40000, Hi: 45000}, eph: def, reserved: []PortRange{{Lo: 40000, Hi: 45000}}},
+		{name: "overlap reserved in pieces", nat: PortRange{Lo: 40000, Hi: 45000}, eph: def,
+			reserved: []PortRange{{Lo: 43000, Hi: 46000}, {Lo: 8080, Hi: 8080}, {Lo: 39000, Hi: 42999}}},
+		{name: "only the overlapping part reserved", nat: PortRange{Lo: 60000, Hi: 65535}, eph: def, reserved: []PortRange{{Lo: 60000, Hi: 60999}}},
+		{name: "overlap", nat: PortRange{Lo: 40000, Hi: 45000}, eph: def,
 			wantErr: "firewall: nat ports 40000-45000 overlap the kernel's ephemeral ports 32768-60999: pick ports outside it or reserve them with sysctl -w net.ipv4.ip_local_reserved_ports=40000-45000"},
-		{name: "overlap keeps existing reservations", nat: PortRange{40000, 45000}, eph: def, reserved: []PortRange{{8080, 8080}, {40000, 44999}},
+		{name: "overlap keeps existing reservations", nat: PortRange{Lo: 40000, Hi: 45000}, eph: def, reserved: []PortRange{{Lo: 8080, Hi: 8080}, {Lo: 40000, Hi: 44999}},
 			wantErr: "sysctl -w net.ipv4.ip_local_reserved_ports=8080,40000-44999,40000-45000"},
-		{name: "edge low", nat: PortRange{30000, 32768}, eph: def, wantErr: "nat ports 30000-32768 overlap"},
-		{name: "edge high", nat: PortRange{60999, 65535}, eph: def, wantErr: "nat ports 60999-65535 overlap"},
-		{name: "gap in reservation", nat: PortRange{40000, 45000}, eph: def, reserved: []PortRange{{40000, 41000}, {41002, 45000}}, wantErr: "overlap"},
-		{name: "inverted", nat: PortRange{5, 4}, eph: def, wantErr: "firewall: nat ports: port range 5-4: low end above high end"},
-		{name: "port 0", nat: PortRange{0, 4}, eph: def, wantErr: "port 0 is not a tcp port"},
+		{name: "edge low", nat: PortRange{Lo: 30000, Hi: 32768}, eph: def, wantErr: "nat ports 30000-32768 overlap"},
+		{name: "edge high", nat: PortRange{Lo: 60999, Hi: 65535}, eph: def, wantErr: "nat ports 60999-65535 overlap"},
+		{name: "gap in reservation", nat: PortRange{Lo: 40000, Hi: 45000}, eph: def, reserved: []PortRange{{Lo: 40000, Hi: 41000}, {Lo: 41002, Hi: 45000}}, wantErr: "overlap"},
+		{name: "inverted", nat: PortRange{Lo: 5, Hi: 4}, eph: def, wantErr: "firewall: nat ports: port range 5-4: low end above high end"},
+		{name: "port 0", nat: PortRange{Lo: 0, Hi: 4}, eph: def, wantErr: "port 0 is not a tcp port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

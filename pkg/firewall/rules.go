@@ -98,7 +98,7 @@ func (s Spec) rules() ([]rule, error) {
 			return nil, fmt.Errorf("firewall: dst %s: no ports", d.Addr)
 		}
 		for _, p := range d.Ports {
-			if err := p.valid(); err != nil {
+			if err := p.Valid(); err != nil {
 				return nil, fmt.Errorf("firewall: dst %s: %w", d.Addr, err)
 			}
 			out = append(out, dstRule(f, d.Addr, p))
@@ -134,7 +134,7 @@ func dstRule(f family, a netip.Addr, p PortRange) rule {
 
 func srcRule(f family, a netip.Addr, port uint16) rule {
 	e := addrMatch(f, f.saddr, a)
-	e = append(e, portMatch(tcpSportOffset, PortRange{port, port})...)
+	e = append(e, portMatch(tcpSportOffset, PortRange{Lo: port, Hi: port})...)
 	e = append(e,
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		// The fib result is an RTN_* route type in host byte order (nft_fib_store_result).

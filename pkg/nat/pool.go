@@ -23,12 +23,11 @@ package nat
 
 import (
 	"errors"
-	"fmt"
 	"hash/maphash"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/l4raw/l4raw/pkg/packet"
 )
 
 // Quarantine is how long a port stays unused after a connection that the
@@ -36,32 +35,8 @@ import (
 // plus a second of margin.
 const Quarantine = 61 * time.Second
 
-// PortRange is an inclusive range of ports.
-type PortRange struct{ Lo, Hi uint16 }
-
-// Size returns the number of ports in the range.
-func (r PortRange) Size() int { return int(r.Hi) - int(r.Lo) + 1 }
-
-func (r PortRange) String() string {
-	if r.Lo == r.Hi {
-		return strconv.Itoa(int(r.Lo))
-	}
-	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
-}
-
-// ParsePortRange parses "LO-HI" or "PORT".
-func ParsePortRange(s string) (PortRange, error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	if !ok {
-		hi = lo
-	}
-	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
-	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
-	if err1 != nil || err2 != nil || l == 0 || l > h {
-		return PortRange{}, fmt.Errorf("port range %q: want LO-HI with 1 <= LO <= HI <= 65535", s)
-	}
-	return PortRange{uint16(l), uint16(h)}, nil
-}
+// PortRange is l4raw's port range type.
+type PortRange = packet.PortRange
 
 // ErrExhausted means every port of a pool is in use.
 var ErrExhausted = errors.New("nat: all ports in use")
@@ -103,7 +78,7 @@ type Pool struct {
 
 // NewPool returns a pool of the ports in r with the given quarantine.
 func NewPool(r PortRange, quarantine time.Duration) *Pool {
-	n := r.Size()
+	n := r.Len()
 	p := &Pool{
 		r: r, quarantine: uint32(quarantine.Milliseconds()), seed: maphash.MakeSeed(),
 		state: make([]uint8, n), relAt: make([]uint32, n), quar: make([]bool, n), client: make([]uint32, n),
