@@ -1,11 +1,9 @@
 package firewall
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/l4raw/l4raw/pkg/packet"
@@ -38,35 +36,7 @@ func ParsePortRange(s string) (PortRange, error) {
 }
 
 // parseRange parses a range from a kernel file, which may list port 0.
-func parseRange(s string) (PortRange, error) {
-	lo, hi, isRange := strings.Cut(s, "-")
-	a, err := parsePort(lo)
-	if err != nil {
-		return PortRange{}, err
-	}
-	if !isRange {
-		return PortRange{Lo: a, Hi: a}, nil
-	}
-	b, err := parsePort(hi)
-	if err != nil {
-		return PortRange{}, err
-	}
-	if a > b {
-		return PortRange{}, errors.New("low end above high end")
-	}
-	return PortRange{Lo: a, Hi: b}, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, fmt.Errorf("bad port %q", s)
-	}
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("bad port %q: above 65535", s)
-	}
-	return uint16(n), nil
-}
+func parseRange(s string) (PortRange, error) { return packet.ParseRangeSyntax(s) }
 
 // ReadKernelPorts reads the kernel's ephemeral port range and its reserved ports
 // from fsys (os.DirFS("/") in production). Both files are per network namespace,
@@ -97,16 +67,11 @@ func parseLocalPortRange(s string) (PortRange, error) {
 	if len(f) != 2 {
 		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: want two ports", s)
 	}
-	lo, err := parsePort(f[0])
-	if err != nil {
-		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
+	r, err := packet.ParseRangeSyntax(f[0] + "-" + f[1])
+	if err == nil {
+		err = r.Valid()
 	}
-	hi, err := parsePort(f[1])
 	if err != nil {
-		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
-	}
-	r := PortRange{Lo: lo, Hi: hi}
-	if err := r.Valid(); err != nil {
 		return PortRange{}, fmt.Errorf("firewall: ip_local_port_range %q: %w", s, err)
 	}
 	return r, nil

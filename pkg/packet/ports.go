@@ -15,7 +15,7 @@ type PortRange struct{ Lo, Hi uint16 }
 // ParsePortRange parses "80" or "61000-65535" (digits only). Port 0 is
 // refused: no TCP segment carries it, so a range containing it is a typo.
 func ParsePortRange(s string) (PortRange, error) {
-	r, err := parseRange(s)
+	r, err := ParseRangeSyntax(s)
 	if err == nil && r.Lo == 0 {
 		err = errors.New("port 0 is not a tcp port")
 	}
@@ -25,7 +25,9 @@ func ParsePortRange(s string) (PortRange, error) {
 	return r, nil
 }
 
-func parseRange(s string) (PortRange, error) {
+// ParseRangeSyntax is ParsePortRange without the port-0 rule and without
+// context in its errors: for kernel files, which may list port 0.
+func ParseRangeSyntax(s string) (PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
 	a, err := parsePort(lo)
 	if err != nil {
