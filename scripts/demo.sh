@@ -155,12 +155,21 @@ run ip netns exec $P-cli "$l4echo" download --url "http://$target" --bytes "$BYT
 run ip netns exec $P-cli "$l4echo" upload --url "http://$target" --bytes "$BYTES" --cc cubic
 
 if [[ $DIRECT != 1 ]]; then
-	section "l4raw's counters: stopped with SIGTERM, the last lines of its log"
+	section "l4raw's counters: it prints them when stopped with SIGTERM"
 	kill -TERM "$l4raw_pid"
 	for ((i = 0; i < 50; i++)); do
 		kill -0 "$l4raw_pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -0 "$l4raw_pid" 2>/dev/null && say "(l4raw still running after 5 s; it is killed at cleanup)"
-	tail -n 15 "$workdir/l4raw.log" | indent
+	# Its last counter block without the zeros, then its last log line; the
+	# raw tail if the log has no counter block.
+	header="== l4raw counters =="
+	if grep -qF "$header" "$workdir/l4raw.log"; then
+		awk -v h="$header" '$0 == h { block = "" } { block = block $0 "\n" } END { printf "%s", block }' \
+			"$workdir/l4raw.log" | grep -Ev '^[a-z0-9_]+[[:space:]]+0$' | indent
+		say "(counters at 0 left out)"
+	else
+		tail -n 15 "$workdir/l4raw.log" | indent
+	fi
 fi

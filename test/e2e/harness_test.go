@@ -92,8 +92,7 @@ func TestNamespaceSettings(t *testing.T) {
 		t.Errorf("the switch passes bridged frames to iptables")
 	}
 	// Connections carry cubic even where the namespace default cannot be.
-	procs := lan.StartBackends(t, echoPort)
-	_ = procs
+	lan.StartBackends(t, echoPort)
 	ss := lan.Backends[0].Run(t, "ss", "-tlni")
 	if !strings.Contains(ss, congestionControl) {
 		t.Errorf("backend listener is not %s:\n%s", congestionControl, ss)
