@@ -45,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("l4raw", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed below, on one line
 	fl := config.DefaultFlags()
