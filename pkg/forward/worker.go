@@ -5,6 +5,7 @@ import (
 
 	"github.com/l4raw/l4raw/pkg/conntrack"
 	"github.com/l4raw/l4raw/pkg/packet"
+	"github.com/l4raw/l4raw/pkg/sched"
 )
 
 // Worker handles the frames of one data-path goroutine. Its counters are
@@ -116,7 +117,7 @@ func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Fr
 // (a RST when no backend is up), or 0 to drop the SYN.
 func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, key *conntrack.Tuple, ifindex int, now uint32, flow *conntrack.Flow) (int, bool) {
 	box := svc.sched.Load()
-	id, ok := box.s.Pick(maphash.Comparable(w.e.seed, *key))
+	id, ok := box.s.Pick(sched.Key{Flow: maphash.Comparable(w.e.seed, *key), Client: maphash.Comparable(w.e.seed, key.Src)})
 	if !ok || int(id) >= len(bs) {
 		// Answer at once, as a closed port would: the client fails fast
 		// instead of retrying into the void, and the worker goes back to
