@@ -20,8 +20,8 @@ import (
 )
 
 // ErrNotSupported marks a value that names a feature the file format reserves
-// but this version does not implement yet (IPv6, schedulers other than rr,
-// health checks other than tcp). Callers may branch on it with errors.Is.
+// but this version does not implement yet (IPv6, schedulers other than rr).
+// Callers may branch on it with errors.Is.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Mode is how a service rewrites packets.
@@ -135,21 +135,40 @@ func DefaultTimeouts() Timeouts {
 	}
 }
 
-// Health describes the active check of a service's backends.
+// Health check types, the values of Health.Type.
+const (
+	// HealthTCP passes when the backend accepts a connection; the check
+	// closes with a FIN.
+	HealthTCP = "tcp"
+	// HealthHTTP passes when an HTTP/1.1 GET of Path answers with Status.
+	HealthHTTP = "http"
+	// HealthSendExpect passes when the backend answers Send (or, with Send
+	// empty, greets) with a reply starting with Expect.
+	HealthSendExpect = "send-expect"
+)
+
+// Health describes the active check of a service's backends. The fields
+// after Port belong to one type each; Validate rejects them for another.
 type Health struct {
-	Type     string        // "tcp" (connect, then close with FIN); "" = "tcp"
+	Type     string        // HealthTCP, HealthHTTP or HealthSendExpect; "" = "tcp"
 	Interval time.Duration // start-to-start time between two checks of one backend
 	Timeout  time.Duration // one check's limit; must be below Interval
 	Rise     int           // consecutive successes that bring a down backend up
 	Fall     int           // consecutive failures that take an up backend down
 	Port     uint16        // 0 = the backend's port
+
+	Path   string // http: request path, with its query if any; "" = "/"
+	Status int    // http: status that means healthy, 100..599; 0 = 200
+	Host   string // http: Host header; "" = the backend's address
+	Send   string // send-expect: bytes written once connected; "" = only read (a banner)
+	Expect string // send-expect: required prefix of the reply; must not be empty
 }
 
 // DefaultHealth follows HAProxy's `check` defaults (inter 2s, rise 2, fall 3)
 // with a 1 s timeout (glb-director uses the same 2 s / 1 s pair), so a dead
 // backend is out after about 6 s and a recovered one is back after about 4 s.
 func DefaultHealth() Health {
-	return Health{Type: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	return Health{Type: HealthTCP, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
 }
 
 // Backend is one real server behind a service.

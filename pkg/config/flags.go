@@ -30,6 +30,11 @@ const (
 	flagHealthRise  = "health-rise"
 	flagHealthFall  = "health-fall"
 	flagHealthPort  = "health-port"
+	flagHealthPath  = "health-path"
+	flagHealthStat  = "health-status"
+	flagHealthHost  = "health-host"
+	flagHealthSend  = "health-send"
+	flagHealthExp   = "health-expect"
 	flagTimeoutSYN  = "timeout-syn"
 	flagTimeoutEst  = "timeout-established"
 	flagTimeoutFIN  = "timeout-fin"
@@ -55,7 +60,10 @@ type Flags struct {
 	// --timeout-time-wait, --timeout-close.
 	Timeouts Timeouts
 	// Health: --health-type, --health-interval, --health-timeout,
-	// --health-rise, --health-fall, --health-port.
+	// --health-rise, --health-fall, --health-port; for http --health-path,
+	// --health-status, --health-host; for send-expect --health-send,
+	// --health-expect. Send and Expect hold the bytes themselves: Register
+	// decodes the flags' escapes (\r, \n, \t, \\, \xHH).
 	Health    Health
 	NoGuard   bool   // --no-guard
 	LogLevel  string // --log-level debug|info|warn|error
@@ -97,12 +105,17 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.Timeouts.FIN, flagTimeoutFIN, f.Timeouts.FIN, "idle timeout after one side closed")
 	fs.DurationVar(&f.Timeouts.TimeWait, flagTimeoutTW, f.Timeouts.TimeWait, "linger after both sides closed")
 	fs.DurationVar(&f.Timeouts.Close, flagTimeoutClos, f.Timeouts.Close, "linger after a reset")
-	fs.StringVar(&f.Health.Type, flagHealthType, f.Health.Type, "health check: tcp")
+	fs.StringVar(&f.Health.Type, flagHealthType, f.Health.Type, "health check: tcp (connect), http (GET, expect a status) or send-expect (send a string, expect a reply prefix)")
 	fs.DurationVar(&f.Health.Interval, flagHealthInter, f.Health.Interval, "time between two checks of a backend")
 	fs.DurationVar(&f.Health.Timeout, flagHealthTime, f.Health.Timeout, "time limit of one check")
 	fs.IntVar(&f.Health.Rise, flagHealthRise, f.Health.Rise, "successes that bring a backend up")
 	fs.IntVar(&f.Health.Fall, flagHealthFall, f.Health.Fall, "failures that take a backend down")
 	fs.Var((*portFlag)(&f.Health.Port), flagHealthPort, "port to check (0 = the backend's port)")
+	fs.StringVar(&f.Health.Path, flagHealthPath, f.Health.Path, "http check: request path (default /)")
+	fs.IntVar(&f.Health.Status, flagHealthStat, f.Health.Status, "http check: status that means healthy (default 200)")
+	fs.StringVar(&f.Health.Host, flagHealthHost, f.Health.Host, "http check: Host header (default the backend's address)")
+	fs.Var((*escapedFlag)(&f.Health.Send), flagHealthSend, `send-expect check: string to send, with \r \n \t \\ \xHH escapes (default: send nothing, read the banner)`)
+	fs.Var((*escapedFlag)(&f.Health.Expect), flagHealthExp, `send-expect check: prefix the reply must start with, escapes as for --health-send`)
 	fs.BoolVar(&f.NoGuard, flagNoGuard, f.NoGuard, "do not install the rules that keep the kernel from answering for the VIP")
 	fs.StringVar(&f.LogLevel, flagLogLevel, f.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, flagLogFormat, f.LogFormat, "log format: text or json")
@@ -127,6 +140,94 @@ func (p *portFlag) Set(s string) error {
 	}
 	*p = portFlag(n)
 	return nil
+}
+
+// escapedFlag is a flag.Value for a string given with the escapes a YAML
+// double-quoted string has for control bytes (\r, \n, \t, \0, \\, \",
+// \xHH), so that `--health-send 'HEALTH CHECK\r\n'` means what the same
+// text in the file means.
+type escapedFlag string
+
+func (e *escapedFlag) String() string { return escape(string(*e)) }
+
+func (e *escapedFlag) Set(s string) error {
+	v, err := unescape(s)
+	if err != nil {
+		return err
+	}
+	*e = escapedFlag(v)
+	return nil
+}
+
+// unescape decodes the escapes escapedFlag accepts. Other backslashes are
+// errors, so that a typo never sends a literal backslash.
+func unescape(s string) (string, error) {
+	if !strings.Contains(s, `\`) {
+		return s, nil
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b = append(b, s[i])
+			continue
+		}
+		if i+1 == len(s) {
+			return "", errors.New(`trailing \ (write \\ for a backslash)`)
+		}
+		i++
+		switch c := s[i]; c {
+		case 'r':
+			b = append(b, '\r')
+		case 'n':
+			b = append(b, '\n')
+		case 't':
+			b = append(b, '\t')
+		case '0':
+			b = append(b, 0)
+		case '\\', '"':
+			b = append(b, c)
+		case 'x':
+			if i+2 >= len(s) {
+				return "", errors.New(`\x needs two hex digits`)
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return "", errors.New(`\x needs two hex digits`)
+			}
+			b = append(b, byte(v))
+			i += 2
+		default:
+			what := `\` + string(rune(c))
+			if c <= ' ' || c >= 0x7f {
+				// Keep the message on one line and readable.
+				what = fmt.Sprintf(`\ before byte 0x%02x`, c)
+			}
+			return "", fmt.Errorf(`unknown escape %s (want \r, \n, \t, \0, \\, \" or \xHH)`, what)
+		}
+	}
+	return string(b), nil
+}
+
+// escape writes s the way unescape reads it.
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c < ' ' || c >= 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // splitList splits every element on commas, so repeated flags and comma
@@ -222,6 +323,11 @@ func (l flagLocator) spec(f Flags) (Spec, *problem) {
 		l.set(prefix+".rise", flagHealthRise, strconv.Itoa(f.Health.Rise))
 		l.set(prefix+".fall", flagHealthFall, strconv.Itoa(f.Health.Fall))
 		l.set(prefix+".port", flagHealthPort, strconv.Itoa(int(f.Health.Port)))
+		l.set(prefix+".path", flagHealthPath, f.Health.Path)
+		l.set(prefix+".status", flagHealthStat, strconv.Itoa(f.Health.Status))
+		l.set(prefix+".host", flagHealthHost, f.Health.Host)
+		l.set(prefix+".send", flagHealthSend, f.Health.Send)
+		l.set(prefix+".expect", flagHealthExp, f.Health.Expect)
 	}
 
 	for i, name := range splitList(f.Interfaces) {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"flag"
+	"io"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -54,7 +55,26 @@ func TestFromFlags(t *testing.T) {
 		{"timeout fin", func(f *Flags) { f.Timeouts.FIN = 0 }, `config: --timeout-fin "0s": must be greater than 0`},
 		{"timeout time wait", func(f *Flags) { f.Timeouts.TimeWait = 0 }, `config: --timeout-time-wait "0s": must be greater than 0`},
 		{"timeout close", func(f *Flags) { f.Timeouts.Close = 0 }, `config: --timeout-close "0s": must be greater than 0`},
-		{"health type", func(f *Flags) { f.Health.Type = "udp" }, `config: --health-type "udp": unknown health check type (want tcp)`},
+		{"health type", func(f *Flags) { f.Health.Type = "udp" }, `config: --health-type "udp": unknown health check type (want tcp, http or send-expect)`},
+		{"health http", func(f *Flags) { f.Health.Type, f.Health.Path, f.Health.Status = "http", "/healthz", 204 }, ""},
+		{"health http status", func(f *Flags) { f.Health.Type, f.Health.Status = "http", 1000 }, `config: --health-status "1000": must be 100..599`},
+		{"health http path", func(f *Flags) { f.Health.Type, f.Health.Path = "http", "x" }, `config: --health-path "x": must start with "/"`},
+		{"health http host", func(f *Flags) { f.Health.Type, f.Health.Host = "http", "a\tb" },
+			`config: --health-host "a\tb": must be a host name or address[:port], visible ASCII without spaces`},
+		{"health path on tcp", func(f *Flags) { f.Health.Path = "/healthz" }, `config: --health-path "/healthz": not used by type tcp (only by http)`},
+		{"health status on tcp", func(f *Flags) { f.Health.Status = 200 }, `config: --health-status "200": not used by type tcp (only by http)`},
+		{"health send-expect", func(f *Flags) {
+			f.Health.Type, f.Health.Send, f.Health.Expect = "send-expect", "HEALTH CHECK\r\n", "OK"
+		}, ""},
+		{"health expect missing", func(f *Flags) { f.Health.Type, f.Health.Send = "send-expect", "PING\r\n" },
+			`config: --health-expect: required by type send-expect (the start of the reply)`},
+		{"health send long", func(f *Flags) {
+			f.Health.Type, f.Health.Send, f.Health.Expect = "send-expect", strings.Repeat("s", 1025), "OK"
+		},
+			`config: --health-send "` + strings.Repeat("s", 80) + `...": too long (at most 1024 bytes)`},
+		{"health send on http", func(f *Flags) { f.Health.Type, f.Health.Send = "http", "PING\r\n" },
+			`config: --health-send "PING\r\n": not used by type http (only by send-expect)`},
+		{"health expect on tcp", func(f *Flags) { f.Health.Expect = "OK" }, `config: --health-expect "OK": not used by type tcp (only by send-expect)`},
 		{"health interval", func(f *Flags) { f.Health.Interval = 0 }, `config: --health-interval "0s": must be greater than 0`},
 		{"health timeout", func(f *Flags) { f.Health.Timeout = -1 }, `config: --health-timeout "-1ns": must be greater than 0`},
 		{"health relation", func(f *Flags) { f.Health.Timeout = 3 * time.Second }, `config: --health-interval: interval 2s must be greater than timeout 3s`},
@@ -143,4 +163,85 @@ func TestRegister(t *testing.T) {
 	if err := fs.Parse([]string{"--health-port", "70000"}); err == nil || !strings.Contains(err.Error(), "invalid port") {
 		t.Errorf("--health-port 70000: %v", err)
 	}
+}
+
+func TestRegisterHealth(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want Health
+	}{
+		{[]string{"--health-type", "http", "--health-path", "/healthz?x=1", "--health-status", "204", "--health-host", "example.org"},
+			Health{Type: "http", Path: "/healthz?x=1", Status: 204, Host: "example.org"}},
+		{[]string{"--health-type", "http"}, Health{Type: "http", Path: "/", Status: 200}},
+		{[]string{"--health-type", "send-expect", "--health-send", `HEALTH CHECK\r\n`, "--health-expect", "OK"},
+			Health{Type: "send-expect", Send: "HEALTH CHECK\r\n", Expect: "OK"}},
+		{[]string{"--health-type", "send-expect", "--health-expect", `SSH-2.0-`}, Health{Type: "send-expect", Expect: "SSH-2.0-"}},
+		{[]string{"--health-type", "send-expect", "--health-send", `\x00\x01\\\"\t\0`, "--health-expect", `\xff`},
+			Health{Type: "send-expect", Send: "\x00\x01\\\"\t\x00", Expect: "\xff"}},
+	} {
+		f := DefaultFlags()
+		fs := flag.NewFlagSet("l4raw", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		f.Register(fs)
+		if err := fs.Parse(append([]string{"--vip", "198.18.0.100:80", "--backend", "198.18.0.21"}, tt.args...)); err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		s, err := FromFlags(f)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		want := DefaultHealth()
+		want.Type, want.Path, want.Status, want.Host, want.Send, want.Expect = tt.want.Type, tt.want.Path, tt.want.Status, tt.want.Host, tt.want.Send, tt.want.Expect
+		if s.Health != want || s.Services[0].Health != want {
+			t.Errorf("%q: health %+v\nwant %+v", tt.args, s.Services[0].Health, want)
+		}
+	}
+	for _, tt := range []struct{ arg, want string }{
+		{`\q`, `invalid value "\\q" for flag -health-send: unknown escape \q (want \r, \n, \t, \0, \\, \" or \xHH)`},
+		{`a\`, `invalid value "a\\" for flag -health-send: trailing \ (write \\ for a backslash)`},
+		{`\x4`, `invalid value "\\x4" for flag -health-send: \x needs two hex digits`},
+		{"\\\r", `invalid value "\\\r" for flag -health-send: unknown escape \ before byte 0x0d (want \r, \n, \t, \0, \\, \" or \xHH)`},
+		{`\xzz`, `invalid value "\\xzz" for flag -health-send: \x needs two hex digits`},
+	} {
+		f := DefaultFlags()
+		fs := flag.NewFlagSet("l4raw", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		f.Register(fs)
+		if err := fs.Parse([]string{"--health-send", tt.arg}); err == nil || err.Error() != tt.want {
+			t.Errorf("--health-send %s: %v\nwant %s", tt.arg, err, tt.want)
+		}
+	}
+}
+
+func TestEscapeRoundTrip(t *testing.T) {
+	for _, s := range []string{"", "HEALTH CHECK\r\n", "a\\b", "\x00\x7f\xff\t", "plain"} {
+		got, err := unescape(escape(s))
+		if err != nil || got != s {
+			t.Errorf("unescape(escape(%q)) = %q, %v", s, got, err)
+		}
+	}
+	if got := escape("PING\r\n\x01"); got != `PING\r\n\x01` {
+		t.Errorf("escape = %s", got)
+	}
+}
+
+// FuzzUnescape checks that what unescape accepts, escape writes back to
+// something unescape reads as the same bytes.
+func FuzzUnescape(f *testing.F) {
+	for _, s := range []string{`HEALTH CHECK\r\n`, `\x00\xff`, `\\`, `\`, `\x`, `\q`, "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := unescape(s)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		back, err := unescape(escape(v))
+		if err != nil || back != v {
+			t.Fatalf("round trip of %q: %q, %v", v, back, err)
+		}
+	})
 }

@@ -35,6 +35,9 @@ func FuzzParse(f *testing.F) {
 		"max_conns: 0o777777777777777",
 		"? !!binary AAAA\n: 1",
 		"services: [{vip: !!int 198.18.0.1}]",
+		"health: {type: http, path: /h, status: 204, host: a}\nservices: [{vip: 198.18.0.1, port: 1, health: {type: tcp}, backends: [198.18.0.2]}]",
+		"health: {type: send-expect, send: \"HEALTH CHECK\\r\\n\", expect: OK}\nservices: [{vip: 198.18.0.1, port: 1, backends: [198.18.0.2]}]",
+		"services: [{vip: 198.18.0.1, port: 1, health: {type: send-expect, expect: \"\\0\"}, backends: [198.18.0.2]}]",
 	} {
 		f.Add([]byte(s))
 	}

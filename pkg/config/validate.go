@@ -27,6 +27,18 @@ const (
 	MaxWeight = 65535
 	// ifNameSize is IFNAMSIZ from <linux/if.h>: names hold at most 15 bytes.
 	ifNameSize = 16
+	// MaxHealthText caps each text of a check (send, expect, path, host): a
+	// check exchanges a line or two, so a longer value is a mistake (a file
+	// pasted in), and a request this size still fits one segment at the
+	// usual 1500-byte MTU.
+	MaxHealthText = 1024
+	// Status codes are three digits, 1xx to 5xx (RFC 9110 §15).
+	minHTTPStatus, maxHTTPStatus = 100, 599
+	// defaultHTTPStatus and defaultHTTPPath make the plain `type: http`
+	// check HAProxy's `option httpchk` default: GET / expecting 200 (HAProxy
+	// takes any 2xx or 3xx; one code is simpler to reason about).
+	defaultHTTPStatus = 200
+	defaultHTTPPath   = "/"
 )
 
 // Messages that more than one place produces.
@@ -106,9 +118,9 @@ func quote(s string) string {
 }
 
 // Validate checks every field of s and fills the defaults that the zero value
-// stands for: service names ("VIP:PORT"), scheduler "rr", health type "tcp",
-// log format "text", and a zero service Health (taken from s.Health, itself
-// DefaultHealth() when zero). Other fields have no implicit default: start
+// stands for: service names ("VIP:PORT"), scheduler "rr", health type "tcp"
+// (for http: path "/" and status 200), log format "text", and a zero service
+// Health (taken from s.Health, itself DefaultHealth() when zero). Other fields have no implicit default: start
 // from Default(). The error names the field and the value:
 //
 //	config: services[0].vip: "2001:db8::1": IPv6 not supported yet
@@ -212,16 +224,15 @@ func (s *Spec) validateHost() *problem {
 	return nil
 }
 
-// validateHealth checks h, found at path, and fills its type.
+// validateHealth checks h, found at path, and fills its type and the
+// defaults of its type.
 func validateHealth(path string, h *Health) *problem {
 	switch h.Type {
 	case "":
-		h.Type = "tcp"
-	case "tcp":
-	case "http", "send-expect":
-		return &problem{hasValue: true, path: path + ".type", value: h.Type, err: ErrNotSupported}
+		h.Type = HealthTCP
+	case HealthTCP, HealthHTTP, HealthSendExpect:
 	default:
-		return bad(path+".type", h.Type, "unknown health check type (want tcp)")
+		return bad(path+".type", h.Type, "unknown health check type (want tcp, http or send-expect)")
 	}
 	switch {
 	case h.Interval <= 0:
@@ -237,7 +248,67 @@ func validateHealth(path string, h *Health) *problem {
 	case h.Fall < 1:
 		return bad(path+".fall", strconv.Itoa(h.Fall), msgAtLeastOne)
 	}
+	// A field of another type is a mistake (a misspelt type, a field left
+	// from an edit); ignoring it would check something else than meant.
+	for _, f := range []struct {
+		key, owner, value string
+		set               bool
+	}{
+		{"path", HealthHTTP, h.Path, h.Path != ""},
+		{"status", HealthHTTP, strconv.Itoa(h.Status), h.Status != 0},
+		{"host", HealthHTTP, h.Host, h.Host != ""},
+		{"send", HealthSendExpect, h.Send, h.Send != ""},
+		{"expect", HealthSendExpect, h.Expect, h.Expect != ""},
+	} {
+		if f.set && f.owner != h.Type {
+			return bad(path+"."+f.key, f.value, fmt.Sprintf("not used by type %s (only by %s)", h.Type, f.owner))
+		}
+	}
+	tooLong := fmt.Sprintf("too long (at most %d bytes)", MaxHealthText)
+	switch h.Type {
+	case HealthHTTP:
+		if h.Path == "" {
+			h.Path = defaultHTTPPath
+		}
+		if h.Status == 0 {
+			h.Status = defaultHTTPStatus
+		}
+		switch {
+		case len(h.Path) > MaxHealthText:
+			return bad(path+".path", h.Path, tooLong)
+		case h.Path[0] != '/':
+			return bad(path+".path", h.Path, `must start with "/"`)
+		case !visibleASCII(h.Path):
+			return bad(path+".path", h.Path, "must be visible ASCII without spaces (percent-encode the rest)")
+		case h.Status < minHTTPStatus || h.Status > maxHTTPStatus:
+			return bad(path+".status", strconv.Itoa(h.Status), fmt.Sprintf("must be %d..%d", minHTTPStatus, maxHTTPStatus))
+		case len(h.Host) > MaxHealthText:
+			return bad(path+".host", h.Host, tooLong)
+		case !visibleASCII(h.Host):
+			return bad(path+".host", h.Host, "must be a host name or address[:port], visible ASCII without spaces")
+		}
+	case HealthSendExpect:
+		switch {
+		case len(h.Send) > MaxHealthText:
+			return bad(path+".send", h.Send, tooLong)
+		case h.Expect == "":
+			return missing(path+".expect", "required by type send-expect (the start of the reply)")
+		case len(h.Expect) > MaxHealthText:
+			return bad(path+".expect", h.Expect, tooLong)
+		}
+	}
 	return nil
+}
+
+// visibleASCII reports whether s holds only printable ASCII other than
+// space: what a request target or a Host header may carry as is.
+func visibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // validateService checks s.Services[i] and fills its defaults. names maps

@@ -84,8 +84,53 @@ func TestValidate(t *testing.T) {
 		{"weight max", func(s *Spec) { s.Services[0].Backends[0].Weight = 65535 }, ""},
 		{"weight high", func(s *Spec) { s.Services[0].Backends[0].Weight = 65536 }, `config: services[0].backends[0].weight: "65536": must be 0..65535`},
 		{"weight negative", func(s *Spec) { s.Services[0].Backends[0].Weight = -1 }, `config: services[0].backends[0].weight: "-1": must be 0..65535`},
-		{"health type later", func(s *Spec) { s.Health.Type = "http" }, `config: health.type: "http": not supported yet`},
-		{"health type unknown", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Type = "icmp" }, `config: services[0].health.type: "icmp": unknown health check type (want tcp)`},
+		{"health type unknown", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Type = "icmp" },
+			`config: services[0].health.type: "icmp": unknown health check type (want tcp, http or send-expect)`},
+		{"health http", func(s *Spec) { s.Health.Type = "http" }, ""},
+		{"health http full", func(s *Spec) {
+			s.Health = Health{Type: "http", Interval: time.Second, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 1,
+				Path: "/healthz?deep=1&x=%20", Status: 599, Host: "www.example.org:8080"}
+		}, ""},
+		{"health http status 100", func(s *Spec) { s.Health.Type, s.Health.Status = "http", 100 }, ""},
+		{"health http status low", func(s *Spec) { s.Health.Type, s.Health.Status = "http", 99 }, `config: health.status: "99": must be 100..599`},
+		{"health http status high", func(s *Spec) { s.Health.Type, s.Health.Status = "http", 600 }, `config: health.status: "600": must be 100..599`},
+		{"health http status negative", func(s *Spec) { s.Health.Type, s.Health.Status = "http", -200 }, `config: health.status: "-200": must be 100..599`},
+		{"health http relative path", func(s *Spec) { s.Health.Type, s.Health.Path = "http", "healthz" }, `config: health.path: "healthz": must start with "/"`},
+		{"health http path space", func(s *Spec) { s.Health.Type, s.Health.Path = "http", "/a b" },
+			`config: health.path: "/a b": must be visible ASCII without spaces (percent-encode the rest)`},
+		{"health http path newline", func(s *Spec) { s.Health.Type, s.Health.Path = "http", "/a\r\nX: y" },
+			`config: health.path: "/a\r\nX: y": must be visible ASCII without spaces (percent-encode the rest)`},
+		{"health http path utf-8", func(s *Spec) { s.Health.Type, s.Health.Path = "http", "/état" },
+			`config: health.path: "/état": must be visible ASCII without spaces (percent-encode the rest)`},
+		{"health http path long", func(s *Spec) { s.Health.Type, s.Health.Path = "http", "/"+strings.Repeat("a", 1024) },
+			`config: health.path: "/` + strings.Repeat("a", 79) + `...": too long (at most 1024 bytes)`},
+		{"health http host", func(s *Spec) { s.Health.Type, s.Health.Host = "http", "a b" },
+			`config: health.host: "a b": must be a host name or address[:port], visible ASCII without spaces`},
+		{"health http host long", func(s *Spec) { s.Health.Type, s.Health.Host = "http", strings.Repeat("h", 1025) },
+			`config: health.host: "` + strings.Repeat("h", 80) + `...": too long (at most 1024 bytes)`},
+		{"health send-expect", func(s *Spec) { s.Health.Type, s.Health.Send, s.Health.Expect = "send-expect", "HEALTH CHECK\r\n", "OK" }, ""},
+		{"health banner", func(s *Spec) { s.Health.Type, s.Health.Expect = "send-expect", "220 " }, ""},
+		{"health expect missing", func(s *Spec) { s.Health.Type, s.Health.Send = "send-expect", "PING\r\n" },
+			`config: health.expect: required by type send-expect (the start of the reply)`},
+		{"health send 1024", func(s *Spec) {
+			s.Health.Type, s.Health.Send, s.Health.Expect = "send-expect", strings.Repeat("s", 1024), strings.Repeat("e", 1024)
+		}, ""},
+		{"health send long", func(s *Spec) {
+			s.Health.Type, s.Health.Send, s.Health.Expect = "send-expect", strings.Repeat("s", 1025), "OK"
+		},
+			`config: health.send: "` + strings.Repeat("s", 80) + `...": too long (at most 1024 bytes)`},
+		{"health expect long", func(s *Spec) { s.Health.Type, s.Health.Expect = "send-expect", strings.Repeat("e", 1025) },
+			`config: health.expect: "` + strings.Repeat("e", 80) + `...": too long (at most 1024 bytes)`},
+		{"health path on tcp", func(s *Spec) { s.Health.Path = "/healthz" }, `config: health.path: "/healthz": not used by type tcp (only by http)`},
+		{"health status on tcp", func(s *Spec) { s.Health.Status = 200 }, `config: health.status: "200": not used by type tcp (only by http)`},
+		{"health host on default type", func(s *Spec) { s.Health.Type, s.Health.Host = "", "example.org" },
+			`config: health.host: "example.org": not used by type tcp (only by http)`},
+		{"health send on http", func(s *Spec) {
+			s.Services[0].Health = Health{Type: "http", Interval: time.Second, Timeout: time.Millisecond, Rise: 1, Fall: 1, Send: "x"}
+		}, `config: services[0].health.send: "x": not used by type http (only by send-expect)`},
+		{"health expect on tcp", func(s *Spec) { s.Health.Expect = "OK" }, `config: health.expect: "OK": not used by type tcp (only by send-expect)`},
+		{"health path on send-expect", func(s *Spec) { s.Health.Type, s.Health.Expect, s.Health.Path = "send-expect", "OK", "/" },
+			`config: health.path: "/": not used by type send-expect (only by http)`},
 		{"health interval 0", func(s *Spec) { s.Health.Interval = 0 }, `config: health.interval: "0s": must be greater than 0`},
 		{"health timeout negative", func(s *Spec) { s.Health.Timeout = -time.Second }, `config: health.timeout: "-1s": must be greater than 0`},
 		{"health interval = timeout", func(s *Spec) { s.Health.Timeout = 2 * time.Second }, `config: health: interval 2s must be greater than timeout 2s`},
@@ -147,7 +192,6 @@ func TestValidateNotSupported(t *testing.T) {
 	for _, edit := range []func(*Spec){
 		func(s *Spec) { s.Services[0].VIP = netip.MustParseAddr("2001:db8::1") },
 		func(s *Spec) { s.Services[0].Scheduler = "wrr" },
-		func(s *Spec) { s.Health.Type = "send-expect" },
 	} {
 		s := validSpec()
 		edit(&s)
@@ -155,10 +199,15 @@ func TestValidateNotSupported(t *testing.T) {
 			t.Errorf("Validate() = %v, want an error wrapping ErrNotSupported", err)
 		}
 	}
-	s := validSpec()
-	s.Services[0].Scheduler = "rrr"
-	if err := s.Validate(); err == nil || errors.Is(err, ErrNotSupported) {
-		t.Errorf("unknown scheduler: Validate() = %v, want an error not wrapping ErrNotSupported", err)
+	for _, edit := range []func(*Spec){
+		func(s *Spec) { s.Services[0].Scheduler = "rrr" },
+		func(s *Spec) { s.Health.Type = "icmp" },
+	} {
+		s := validSpec()
+		edit(&s)
+		if err := s.Validate(); err == nil || errors.Is(err, ErrNotSupported) {
+			t.Errorf("Validate() = %v, want an error not wrapping ErrNotSupported", err)
+		}
 	}
 }
 
@@ -185,6 +234,18 @@ func TestValidateFillsDefaults(t *testing.T) {
 	}
 	if s1.Health.Type != "tcp" || s1.Health.Interval != time.Second {
 		t.Errorf("service 1 keeps its own health: %+v", s1.Health)
+	}
+	// The http check's path and status default.
+	h := Spec{MaxConns: 10, Timeouts: DefaultTimeouts(), Health: DefaultHealth(), Services: []Service{s1}}
+	h.Health.Type = HealthHTTP
+	h.Services[0].Health = Health{}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultHealth()
+	want.Type, want.Path, want.Status = "http", "/", 200
+	if h.Health != want || h.Services[0].Health != want {
+		t.Errorf("http defaults: %+v, service %+v; want %+v", h.Health, h.Services[0].Health, want)
 	}
 	// A hand-built Backend keeps weight 0: quiescent, not defaulted.
 	if s0.Backends[0].Weight != 0 {

@@ -351,7 +351,9 @@ func topKeys() []string {
 }
 func timeoutKeys() []string { return []string{"syn", "established", "fin", "time_wait", "close"} }
 func logKeys() []string     { return []string{"level", "format"} }
-func healthKeys() []string  { return []string{"type", "interval", "timeout", "rise", "fall", "port"} }
+func healthKeys() []string {
+	return []string{"type", "interval", "timeout", "rise", "fall", "port", "path", "status", "host", "send", "expect"}
+}
 func serviceKeys() []string {
 	return []string{"name", "vip", "port", "ports", "mode", "scheduler", "health", "backends"}
 }
@@ -496,7 +498,11 @@ func parseLevel(s string) (slog.Level, bool) {
 	return 0, false
 }
 
-// health overrides the fields of h that the mapping at path sets.
+// health overrides the fields of h that the mapping at path sets. A type
+// other than the inherited one drops the inherited fields that belong to a
+// type (path, status, host, send, expect): a service that switches from the
+// global http check to tcp must not carry the global path along. "type"
+// comes first in healthKeys, so the fields set next to it survive.
 func (d *yamlDoc) health(path string, n *yaml.Node, h *Health) *problem {
 	f, p := d.fields(path, n, healthKeys()...)
 	if p != nil {
@@ -510,7 +516,11 @@ func (d *yamlDoc) health(path string, n *yaml.Node, h *Health) *problem {
 		fp := join(path, key)
 		switch key {
 		case "type":
-			h.Type, p = d.str(fp, e.val)
+			var typ string
+			if typ, p = d.str(fp, e.val); p == nil && typ != h.Type && !(typ == HealthTCP && h.Type == "") {
+				h.Type = typ
+				h.Path, h.Status, h.Host, h.Send, h.Expect = "", 0, "", "", ""
+			}
 		case "interval":
 			h.Interval, p = d.duration(fp, e.val)
 		case "timeout":
@@ -521,6 +531,16 @@ func (d *yamlDoc) health(path string, n *yaml.Node, h *Health) *problem {
 			h.Fall, p = d.integer(fp, e.val)
 		case "port":
 			h.Port, p = d.port(fp, e.val, true)
+		case "path":
+			h.Path, p = d.str(fp, e.val)
+		case "status":
+			h.Status, p = d.integer(fp, e.val)
+		case "host":
+			h.Host, p = d.str(fp, e.val)
+		case "send":
+			h.Send, p = d.str(fp, e.val)
+		case "expect":
+			h.Expect, p = d.str(fp, e.val)
 		}
 		if p != nil {
 			return p

@@ -29,13 +29,21 @@ func TestParseExample(t *testing.T) {
 		{
 			Name: "web", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80, 443},
 			Mode: ModeFullNAT, Scheduler: "rr",
-			Health:   Health{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3},
+			Health: Health{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3,
+				Path: "/healthz", Status: 200, Host: "example.org"},
 			Backends: []Backend{{Addr: ap("198.18.0.21:0"), Weight: 1}, {Addr: ap("198.18.0.22:0"), Weight: 2}},
 		},
 		{
 			Name: "198.18.0.101:8080", VIP: netip.MustParseAddr("198.18.0.101"), Ports: []uint16{8080},
 			Mode: ModeDNAT, Scheduler: "rr", Health: DefaultHealth(),
 			Backends: []Backend{{Addr: ap("198.18.0.31:80"), Weight: 1}, {Addr: ap("198.18.0.32:80"), Weight: 0}},
+		},
+		{
+			Name: "echo", VIP: netip.MustParseAddr("198.18.0.102"), Ports: []uint16{7000},
+			Mode: ModeFullNAT, Scheduler: "rr",
+			Health: Health{Type: "send-expect", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
+				Send: "HEALTH CHECK\r\n", Expect: "OK"},
+			Backends: []Backend{{Addr: ap("198.18.0.41:0"), Weight: 1}, {Addr: ap("198.18.0.42:0"), Weight: 1}},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -166,7 +174,33 @@ func TestParseErrors(t *testing.T) {
 		{"name default collides", svc + "  - vip: 198.18.0.101\n    port: 80\n    backends: [198.18.0.31]\n  - name: 198.18.0.101:80\n    vip: 198.18.0.102\n    port: 80\n    backends: [198.18.0.31]\n",
 			`config: t.yaml:10: services[2].name: "198.18.0.101:80": already used by services[1] (line 7)`},
 		{"name empty", strings.Replace(svc, "name: web", `name: ""`, 1), ""},
-		{"health type", svc + "    health: {type: http}\n", `config: t.yaml:7: services[0].health.type: "http": not supported yet`},
+		{"health type", svc + "    health: {type: http}\n", ""},
+		{"health type unknown", svc + "    health: {type: smtp}\n", `config: t.yaml:7: services[0].health.type: "smtp": unknown health check type (want tcp, http or send-expect)`},
+		{"health http status", svc + "    health: {type: http, status: 999}\n", `config: t.yaml:7: services[0].health.status: "999": must be 100..599`},
+		{"health http status text", svc + "    health: {type: http, status: OK}\n", `config: t.yaml:7: services[0].health.status: "OK": must be an integer`},
+		{"health http status quoted", svc + "    health: {type: http, status: \"200\"}\n", `config: t.yaml:7: services[0].health.status: "200": must be an integer`},
+		{"health http path", "health:\n  type: http\n  path: healthz\n" + svc, `config: t.yaml:3: health.path: "healthz": must start with "/"`},
+		{"health http path null", "health: {type: http, path: }\n" + svc, `config: t.yaml:1: health.path: value required`},
+		{"health http host", svc + "    health:\n      type: http\n      host: \"a\\nb\"\n",
+			`config: t.yaml:9: services[0].health.host: "a\nb": must be a host name or address[:port], visible ASCII without spaces`},
+		{"health path on tcp", svc + "    health: {path: /healthz}\n", `config: t.yaml:7: services[0].health.path: "/healthz": not used by type tcp (only by http)`},
+		{"health send on http", "health:\n  type: http\n  send: PING\n" + svc, `config: t.yaml:3: health.send: "PING": not used by type http (only by send-expect)`},
+		{"health status on send-expect", svc + "    health: {type: send-expect, expect: OK, status: 200}\n",
+			`config: t.yaml:7: services[0].health.status: "200": not used by type send-expect (only by http)`},
+		{"health expect missing", svc + "    health:\n      type: send-expect\n      send: \"PING\\r\\n\"\n",
+			`config: t.yaml:8: services[0].health.expect: required by type send-expect (the start of the reply)`},
+		{"health expect long", svc + "    health: {type: send-expect, expect: " + strings.Repeat("e", 1025) + "}\n",
+			`config: t.yaml:7: services[0].health.expect: "` + strings.Repeat("e", 80) + `...": too long (at most 1024 bytes)`},
+		{"health send long", "health: {type: send-expect, expect: OK, send: " + strings.Repeat("s", 2000) + "}\n" + svc,
+			`config: t.yaml:1: health.send: "` + strings.Repeat("s", 80) + `...": too long (at most 1024 bytes)`},
+		{"health send list", "health: {type: send-expect, expect: OK, send: [a]}\n" + svc, `config: t.yaml:1: health.send: must be a single value`},
+		// A service that changes the type drops the global type's fields...
+		{"health type change drops fields", "health: {type: http, path: /healthz}\n" + svc + "    health: {type: tcp}\n", ""},
+		// ...but not those it sets itself.
+		{"health type change keeps own fields", "health: {type: http, path: /healthz}\n" + svc + "    health: {type: tcp, path: /x}\n",
+			`config: t.yaml:8: services[0].health.path: "/x": not used by type tcp (only by http)`},
+		{"health inherited type", "health: {type: send-expect, expect: OK}\n" + svc + "    health: {path: /}\n",
+			`config: t.yaml:8: services[0].health.path: "/": not used by type send-expect (only by http)`},
 		{"health override breaks interval", svc + "    health: {interval: 1s}\n", `config: t.yaml:7: services[0].health: interval 1s must be greater than timeout 1s`},
 		{"health global interval", "health:\n  interval: 1000ms\n  timeout: 1s\n" + svc, `config: t.yaml:2: health: interval 1s must be greater than timeout 1s`},
 		{"health interval unit", "health: {interval: 2}\n" + svc, `config: t.yaml:1: health.interval: "2": invalid duration (want a number with a unit, e.g. 2s)`},
@@ -219,6 +253,67 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("Parse() = %v\nwant        %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseHealth checks the new check types' fields, their defaults and
+// how services inherit them.
+func TestParseHealth(t *testing.T) {
+	doc := `
+health: {type: http, path: /healthz, host: example.org, interval: 3s}
+services:
+  - vip: 198.18.0.100
+    port: 80
+    backends: [198.18.0.21]
+  - vip: 198.18.0.100
+    port: 81
+    health: {status: 204, port: 8081}
+    backends: [198.18.0.21]
+  - vip: 198.18.0.100
+    port: 82
+    health: {type: send-expect, send: "HEALTH CHECK\r\n", expect: "OK"}
+    backends: [198.18.0.21]
+  - vip: 198.18.0.100
+    port: 83
+    health:
+      type: send-expect
+      expect: 220
+    backends: [198.18.0.21]
+  - vip: 198.18.0.100
+    port: 84
+    health: {type: tcp}
+    backends: [198.18.0.21]
+  - vip: 198.18.0.100
+    port: 85
+    health: {type: http}
+    backends: [198.18.0.21]
+`
+	s, err := Parse("h.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Health{Interval: 3 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	with := func(edit func(h *Health)) Health {
+		h := base
+		edit(&h)
+		return h
+	}
+	httpz := with(func(h *Health) { h.Type, h.Path, h.Status, h.Host = "http", "/healthz", 200, "example.org" })
+	want := []Health{
+		httpz,
+		with(func(h *Health) { *h = httpz; h.Status, h.Port = 204, 8081 }),
+		with(func(h *Health) { h.Type, h.Send, h.Expect = "send-expect", "HEALTH CHECK\r\n", "OK" }),
+		with(func(h *Health) { h.Type, h.Expect = "send-expect", "220" }),
+		with(func(h *Health) { h.Type = "tcp" }),
+		httpz, // same type as the global: its fields are inherited
+	}
+	if s.Health != httpz {
+		t.Errorf("global health %+v, want %+v", s.Health, httpz)
+	}
+	for i, w := range want {
+		if got := s.Services[i].Health; got != w {
+			t.Errorf("services[%d].health = %+v\nwant                %+v", i, got, w)
+		}
 	}
 }
 
