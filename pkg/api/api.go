@@ -22,7 +22,9 @@ import (
 
 // DefaultAddr is where the daemon listens and where `l4raw ctl` looks unless
 // told otherwise: loopback only, because the API can change the balancer.
-// 9478 sits in the 9xxx range Prometheus exporters conventionally use.
+// The port is in the range Prometheus exporters use (9100-9999); that range
+// is fully allocated on the exporters' wiki list, so another exporter on the
+// same host may want it too: move one with --api.
 const DefaultAddr = "127.0.0.1:9478"
 
 // Errors a Controller wraps so the server picks the HTTP status, and that
