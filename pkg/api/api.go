@@ -18,6 +18,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/l4raw/l4raw/pkg/config"
 )
 
 // DefaultAddr is where the daemon listens and where `l4raw ctl` looks unless
@@ -55,11 +57,11 @@ const (
 	HealthUnknown = "unknown" // not checked yet, or not checked (maint)
 )
 
-// Weight bounds: the range ipvsadm(8) accepts; 0 is quiescent (no new
-// connections), as in IPVS.
+// Weight bounds: those of the config file (the range ipvsadm(8) accepts);
+// 0 is quiescent (no new connections), as in IPVS.
 const (
 	MinWeight     = 0
-	MaxWeight     = 65535
+	MaxWeight     = config.MaxWeight
 	DefaultWeight = 1 // what a backend added without a weight gets, as in the config file
 )
 
