@@ -59,3 +59,30 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+# Packaging, ARM and containers (deploy/). nfpm is a pinned build tool run
+# with "go run", not a dependency of the binaries (go.mod stays as it is).
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+
+.PHONY: test-arm deb dist image test-compose
+
+# Unit tests as arm64 and armv7 under qemu-user-static (root-only tests skip:
+# see scripts/test-arm.sh), then --help of every dist/ binary under qemu.
+test-arm: cross
+	GO='$(GO)' scripts/test-arm.sh
+
+# dist/l4raw_<version>_{amd64,arm64,armhf}.deb
+deb: cross
+	GO='$(GO)' NFPM='$(NFPM)' VERSION='$(VERSION)' scripts/package.sh deb
+
+# The packages, dist/l4raw-<version>-linux-<arch>.tar.gz and dist/SHA256SUMS.
+dist: cross
+	GO='$(GO)' NFPM='$(NFPM)' VERSION='$(VERSION)' scripts/package.sh dist
+
+# Images l4raw:<version> and l4echo:<version> (and :latest) FROM scratch, from bin/.
+image: build
+	GO='$(GO)' VERSION='$(VERSION)' scripts/image.sh
+
+# The compose demo for real; starts (and stops) its own dockerd if none runs.
+test-compose: build
+	GO='$(GO)' VERSION='$(VERSION)' scripts/test-compose.sh
