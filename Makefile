@@ -86,3 +86,14 @@ image: build
 # The compose demo for real; starts (and stops) its own dockerd if none runs.
 test-compose: build
 	GO='$(GO)' VERSION='$(VERSION)' scripts/test-compose.sh
+
+# Benchmark (needs root): l4raw against kernel NAT, HAProxy and a Go proxy in
+# network namespaces; results in bench-results/<time>/. BENCH_FLAGS passes
+# flags on, e.g. BENCH_FLAGS="--reps 5"; scripts/bench.sh --help lists them.
+.PHONY: bench bench-smoke
+bench: build
+	scripts/bench.sh --bin bin $(BENCH_FLAGS)
+
+# The CI check of the benchmark: one short repetition of everything.
+bench-smoke: build
+	scripts/bench.sh --smoke --bin bin $(BENCH_FLAGS)
