@@ -69,11 +69,15 @@ type Flow struct {
 	ClientMAC [6]byte // the source MAC of the client's first frame: where replies go
 	IfSlot    uint8   // the caller's interface slot the client's frames arrive on
 	State     State
+	Prev      State  // from Track: the state before this segment (a change shows a transition)
 	Seen      uint32 // milliseconds since the table's epoch of the last packet
 	// BackendClosedFirst: the backend sent the first FIN, so it keeps the
 	// tuple in TIME_WAIT after the connection ends (the NAT port's
 	// quarantine depends on it).
 	BackendClosedFirst bool
+	// Reset: MarkReset chose this connection; the caller answers its
+	// segments with RSTs until it expires.
+	Reset bool
 }
 
 // Timeouts are the idle timeouts per TCP state class.
@@ -152,6 +156,7 @@ const (
 
 	stateMask       = 0x0f
 	backendFINFirst = 0x10 // the backend sent the first FIN: it will hold TIME_WAIT
+	resetFlag       = 0x20 // MarkReset: answer both sides with RSTs
 )
 
 type chunk [chunkSize]entry
@@ -316,6 +321,9 @@ func (t *Table) Track(k *Tuple, d Dir, flags uint8, now uint32, out *Flow) Resul
 			return Reopened
 		}
 		ns = Next(old, flags, d)
+		if w&resetFlag != 0 {
+			ns = Close
+		}
 		nw := w&^stateMask | uint32(ns)
 		if ns == CloseWait && old != CloseWait {
 			nw |= backendFINFirst
@@ -337,7 +345,7 @@ func (t *Table) Track(k *Tuple, d Dir, flags uint8, now uint32, out *Flow) Resul
 		t.wheelMu.Unlock()
 	}
 	t.copyOut(e, out)
-	out.State = ns
+	out.State, out.Prev = ns, old
 	st.RUnlock()
 	return Hit
 }
@@ -348,7 +356,9 @@ func (t *Table) copyOut(e *entry, out *Flow) {
 	w := e.word.Load()
 	out.ClientMAC, out.IfSlot = e.mac, uint8(w>>8)
 	out.State = State(w & stateMask)
+	out.Prev = out.State
 	out.BackendClosedFirst = w&backendFINFirst != 0
+	out.Reset = w&resetFlag != 0
 	out.Seen = e.seen.Load()
 }
 
@@ -453,6 +463,10 @@ func (t *Table) alloc() uint32 {
 // release returns a slot that never made it into the indexes.
 func (t *Table) release(i uint32, e *entry) {
 	e.word.Store((e.word.Load()>>genShift + 1) << genShift)
+	t.pushFree(i, e)
+}
+
+func (t *Table) pushFree(i uint32, e *entry) {
 	t.freeMu.Lock()
 	e.nextO, t.freeHead = t.freeHead, i
 	t.freeMu.Unlock()
@@ -481,24 +495,32 @@ func (t *Table) unlinkLocked(i uint32, e *entry, ob, rb uint32, f *Flow) {
 	for *p != i && *p != 0 {
 		p = &t.at(*p).nextO
 	}
-	*p = e.nextO
+	if *p == i {
+		*p = e.nextO
+	}
 	p = &t.headsR[rb]
 	for *p != i && *p != 0 {
 		p = &t.at(*p).nextR
 	}
-	*p = e.nextR
+	if *p == i {
+		*p = e.nextR
+	}
 	t.wheelMu.Lock()
 	if e.due != notFiled {
 		t.unfile(i, e)
 	}
 	t.wheelMu.Unlock()
 	t.copyOut(e, f)
+	// A new generation while the locks are still held: anyone who found
+	// this entry earlier and waits for the locks to remove it sees the change
+	// and leaves it alone.
+	e.word.Store((e.word.Load()>>genShift + 1) << genShift)
 }
 
-// finish frees an unlinked slot and reports it.
+// finish frees a slot unlinkLocked took out and reports it.
 func (t *Table) finish(i uint32, e *entry, f *Flow) {
 	t.count.Add(-1)
-	t.release(i, e)
+	t.pushFree(i, e)
 	if t.onRemove != nil {
 		t.onRemove(*f)
 	}
@@ -637,6 +659,35 @@ func (t *Table) Delete(k *Tuple) bool {
 	}
 	st.RUnlock()
 	return false
+}
+
+// MarkReset marks every entry for which match returns true: from then on
+// Track reports Reset and moves it to CLOSE, so the caller can answer both
+// sides with RSTs instead of letting the connection hang (a backend taken
+// out of service with the "reset" policy). It returns how many it marked.
+func (t *Table) MarkReset(match func(f *Flow) bool) int {
+	n := 0
+	var f Flow
+	for b := range t.headsO {
+		st := &t.stripes[uint32(b)&t.smask]
+		st.RLock()
+		for i := t.headsO[b]; i != 0; i = t.at(i).nextO {
+			e := t.at(i)
+			t.copyOut(e, &f)
+			if f.Reset || !match(&f) {
+				continue
+			}
+			for {
+				w := e.word.Load()
+				if e.word.CompareAndSwap(w, w|resetFlag) {
+					break
+				}
+			}
+			n++
+		}
+		st.RUnlock()
+	}
+	return n
 }
 
 // Walk calls fn with a copy of every entry until fn returns false. It locks

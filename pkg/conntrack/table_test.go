@@ -298,6 +298,9 @@ func TestConcurrent(t *testing.T) {
 	<-done
 	close(stop)
 	wg.Wait()
+	if err := tb.check(); err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	tb.Walk(func(*Flow) bool { n++; return true })
 	if int64(n) != int64(tb.Len()) || inserted.Load()-removed.Load() != int64(tb.Len()) {
@@ -306,5 +309,26 @@ func TestConcurrent(t *testing.T) {
 	tb.Expire(1<<30, 1<<20)
 	if tb.Len() != 0 || inserted.Load() != removed.Load() {
 		t.Fatalf("after full expiry: len %d inserted %d removed %d", tb.Len(), inserted.Load(), removed.Load())
+	}
+}
+
+func TestMarkReset(t *testing.T) {
+	tb := New(Config{MaxConns: 100, Timeouts: testTimeouts})
+	for i := 1; i <= 9; i++ {
+		insert(t, tb, i, 0)
+	}
+	if n := tb.MarkReset(func(f *Flow) bool { return f.Backend == 1 }); n != 3 {
+		t.Fatalf("marked %d, want 3", n)
+	}
+	if n := tb.MarkReset(func(f *Flow) bool { return f.Backend == 1 }); n != 0 {
+		t.Fatalf("marked again %d", n)
+	}
+	var out Flow
+	for i := 1; i <= 9; i++ {
+		o, _ := tuples(i)
+		tb.Track(&o, Orig, ACK, 10, &out)
+		if want := i%3 == 1; out.Reset != want || (want && out.State != Close) {
+			t.Fatalf("flow %d: reset %v state %v", i, out.Reset, out.State)
+		}
 	}
 }
