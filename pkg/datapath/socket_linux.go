@@ -51,6 +51,7 @@ type RxSocket struct {
 	hdrs    []unix.Mmsghdr
 	iovs    []unix.Iovec
 	bound   [][]byte // the buffers the headers point at
+	closed  atomic.Bool
 
 	Truncated atomic.Uint64 // frames larger than the buffer: dropped
 	kernel    struct{ packets, drops atomic.Uint64 }
@@ -129,8 +130,11 @@ func ListenRx(ifindex int, prog []bpf.Instruction, opt Options) (*RxSocket, erro
 // Ifindex returns the interface the socket receives on.
 func (s *RxSocket) Ifindex() int { return s.ifindex }
 
-// Close closes the socket; a RecvBatch waiting on it returns os.ErrClosed.
-func (s *RxSocket) Close() error { return s.f.Close() }
+// Close closes the socket; a RecvBatch waiting on it returns net.ErrClosed.
+func (s *RxSocket) Close() error {
+	s.closed.Store(true)
+	return s.f.Close()
+}
 
 func (s *RxSocket) setup(bufs [][]byte) {
 	if len(s.hdrs) == len(bufs) && len(bufs) > 0 && &s.bound[0][0] == &bufs[0][0] {
@@ -165,7 +169,12 @@ func (s *RxSocket) RecvBatch(bufs [][]byte, sizes []int) (int, error) {
 		return true
 	})
 	if err != nil {
-		return 0, err
+		// RawConn.Read reports a closed file as "use of closed file",
+		// which is neither os.ErrClosed nor net.ErrClosed.
+		if s.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		return 0, opErr("recvmmsg", s.ifindex, err)
 	}
 	if errno != 0 {
 		return 0, opErr("recvmmsg", s.ifindex, errno)
@@ -200,11 +209,12 @@ func (s *RxSocket) KernelStats() (packets, drops uint64, err error) {
 // TxSocket sends frames on any interface: it is never bound, each message
 // names its interface.
 type TxSocket struct {
-	f     *os.File
-	rc    syscall.RawConn
-	hdrs  []unix.Mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrLinklayer
+	f      *os.File
+	rc     syscall.RawConn
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	names  []unix.RawSockaddrLinklayer
+	closed atomic.Bool
 
 	Errors atomic.Uint64 // frames the kernel refused (counted, dropped)
 }
@@ -227,8 +237,11 @@ func ListenTx() (*TxSocket, error) {
 	return &TxSocket{f: f, rc: rc}, nil
 }
 
-// Close closes the socket.
-func (s *TxSocket) Close() error { return s.f.Close() }
+// Close closes the socket; a SendBatch on it returns net.ErrClosed.
+func (s *TxSocket) Close() error {
+	s.closed.Store(true)
+	return s.f.Close()
+}
 
 // SendBatch sends bufs[i][:sizes[i]] on interface ifs[i] for every i with
 // sizes[i] > 0, in as few sendmmsg calls as it can, waiting while the socket
@@ -269,7 +282,10 @@ func (s *TxSocket) SendBatch(bufs [][]byte, sizes []int, ifs []int) (int, error)
 			return true
 		})
 		if err != nil {
-			return sent - refused, err
+			if s.closed.Load() {
+				return sent - refused, net.ErrClosed
+			}
+			return sent - refused, opErr("sendmmsg", 0, err)
 		}
 		if errno != 0 {
 			// The first remaining frame was refused: count it, go on.

@@ -4,6 +4,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -171,6 +172,38 @@ func TestSockets(t *testing.T) {
 		}
 		if pk, drops, err := rx.KernelStats(); err != nil || pk < 2 || drops != 0 {
 			t.Fatalf("kernel stats %d %d %v", pk, drops, err)
+		}
+	})
+}
+
+// TestCloseEndsRecv: closing a receive socket ends a RecvBatch waiting on it
+// with net.ErrClosed, which is how lanes stop.
+func TestCloseEndsRecv(t *testing.T) {
+	run := inNetns(t, "link add va type veth peer name vb", "link set va up", "link set vb up")
+	run(func() {
+		vb, err := net.InterfaceByName("vb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, _ := BuildFilter(FilterSpec{Dst: []DstMatch{{Addr: netip.MustParseAddr("198.18.9.2"), Ports: []PortRange{{Lo: 80, Hi: 80}}}}})
+		rx, err := ListenRx(vb.Index, prog, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := rx.RecvBatch([][]byte{make([]byte, FrameBufSize)}, []int{0})
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		rx.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("RecvBatch after Close: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("RecvBatch did not return after Close")
 		}
 	})
 }
