@@ -27,7 +27,7 @@ func TestTrackAllocs(t *testing.T) {
 	g := Flow{Orig: o, Reply: r}
 	if n := testing.AllocsPerRun(1000, func() {
 		tb.Insert(&g, 5)
-		tb.Delete(&o)
+		tb.Delete(&o, Orig)
 	}); n != 0 {
 		t.Fatalf("%v allocs per Insert+Delete", n)
 	}
@@ -85,7 +85,7 @@ func BenchmarkInsertDelete(b *testing.B) {
 		o, r := tuples(i & 0xffff)
 		f := Flow{Orig: o, Reply: r}
 		tb.Insert(&f, 0)
-		tb.Delete(&o)
+		tb.Delete(&o, Orig)
 		i++
 	}
 }

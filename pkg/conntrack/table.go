@@ -645,16 +645,27 @@ func (t *Table) Lookup(k *Tuple, d Dir, out *Flow) bool {
 	return false
 }
 
-// Delete removes the entry of client tuple k, if any.
-func (t *Table) Delete(k *Tuple) bool {
+// Delete removes the entry of tuple k in direction d (Orig: the client
+// tuple; Reply: the backend-side tuple), if any.
+func (t *Table) Delete(k *Tuple, d Dir) bool {
 	b := t.bucket(k)
 	st := &t.stripes[b&t.smask]
 	st.RLock()
-	for i := t.headsO[b]; i != 0; i = t.at(i).nextO {
-		if e := t.at(i); e.orig == *k {
-			gen, rb := e.word.Load()>>genShift, t.bucket(&e.reply)
-			st.RUnlock()
-			return t.remove(i, gen, b, rb)
+	if d == Orig {
+		for i := t.headsO[b]; i != 0; i = t.at(i).nextO {
+			if e := t.at(i); e.orig == *k {
+				gen, rb := e.word.Load()>>genShift, t.bucket(&e.reply)
+				st.RUnlock()
+				return t.remove(i, gen, b, rb)
+			}
+		}
+	} else {
+		for i := t.headsR[b]; i != 0; i = t.at(i).nextR {
+			if e := t.at(i); e.reply == *k {
+				gen, ob := e.word.Load()>>genShift, t.bucket(&e.orig)
+				st.RUnlock()
+				return t.remove(i, gen, ob, b)
+			}
 		}
 	}
 	st.RUnlock()

@@ -217,7 +217,7 @@ func TestDeleteAndWalk(t *testing.T) {
 		insert(t, tb, i, 0)
 	}
 	o, _ := tuples(7)
-	if !tb.Delete(&o) || tb.Delete(&o) {
+	if !tb.Delete(&o, Orig) || tb.Delete(&o, Orig) {
 		t.Fatal("delete")
 	}
 	n := 0
@@ -268,7 +268,7 @@ func TestConcurrent(t *testing.T) {
 				case 4:
 					tb.Track(&rp, Reply, FINACK, now, &out)
 				case 5:
-					tb.Delete(&o)
+					tb.Delete(&o, Orig)
 				}
 			}
 		}(w)
@@ -330,5 +330,14 @@ func TestMarkReset(t *testing.T) {
 		if want := i%3 == 1; out.Reset != want || (want && out.State != Close) {
 			t.Fatalf("flow %d: reset %v state %v", i, out.Reset, out.State)
 		}
+	}
+}
+
+func TestDeleteReply(t *testing.T) {
+	var removed []Flow
+	tb := New(Config{MaxConns: 10, Timeouts: testTimeouts, OnRemove: func(f Flow) { removed = append(removed, f) }})
+	f := insert(t, tb, 1, 0)
+	if !tb.Delete(&f.Reply, Reply) || tb.Delete(&f.Reply, Reply) || tb.Len() != 0 || len(removed) != 1 || removed[0].Orig != f.Orig {
+		t.Fatalf("delete by reply tuple: len %d removed %v", tb.Len(), removed)
 	}
 }

@@ -49,10 +49,45 @@ type Iface struct {
 	MAC   [6]byte
 }
 
+// MemberState is the administrative state of a backend in a service.
+type MemberState uint8
+
+// Member states, after HAProxy's server states.
+const (
+	// Ready takes new connections (when healthy and its weight is above 0).
+	Ready MemberState = iota
+	// Drain takes no new connections; existing ones continue to their end
+	// (IPVS: weight 0, "quiescent").
+	Drain
+	// Maint is out of service: no new connections; existing ones continue
+	// or, with the service's ResetOnMaint, are answered with RSTs.
+	Maint
+)
+
+var memberStateNames = [...]string{"ready", "drain", "maint"}
+
+func (s MemberState) String() string {
+	if int(s) < len(memberStateNames) {
+		return memberStateNames[s]
+	}
+	return "invalid"
+}
+
+// ParseMemberState parses "ready", "drain" or "maint".
+func ParseMemberState(s string) (MemberState, error) {
+	for i, n := range memberStateNames {
+		if n == s {
+			return MemberState(i), nil
+		}
+	}
+	return 0, fmt.Errorf("forward: state %q: want ready, drain or maint", s)
+}
+
 // BackendSpec describes one backend of a service.
 type BackendSpec struct {
 	Addr   netip.AddrPort // port 0: the service port the connection came to
 	Weight int
+	State  MemberState
 }
 
 // ServiceSpec describes one service (a VIP with one or more ports).
@@ -63,6 +98,9 @@ type ServiceSpec struct {
 	Mode      Mode
 	Scheduler string
 	Backends  []BackendSpec
+	// ResetOnMaint: when a backend goes to maint, its connections are
+	// answered with RSTs (both sides) instead of being left to finish.
+	ResetOnMaint bool
 }
 
 // Setup is everything the engine forwards.
@@ -102,6 +140,18 @@ type Backend struct {
 	// stats has one padded slot per worker, so workers never share a line.
 	stats  []BackendStats
 	active atomic.Int64
+
+	// Outcomes of new connections, for passive health: a SYN-ACK came back;
+	// the backend answered the SYN with a RST; the client had to send its
+	// SYN again (no answer within its retransmission timeout).
+	synAnswered, synRefused, synRetried atomic.Uint64
+}
+
+// SynOutcomes returns the counts of new connections the backend answered,
+// refused with a RST, and left unanswered long enough for the client to
+// retransmit its SYN, since the start.
+func (b *Backend) SynOutcomes() (answered, refused, retried uint64) {
+	return b.synAnswered.Load(), b.synRefused.Load(), b.synRetried.Load()
 }
 
 // Up reports the backend's health.
@@ -131,6 +181,14 @@ func (b *Backend) NATPortsInUse() int {
 type member struct {
 	b      *Backend
 	weight int
+	state  MemberState
+}
+
+// Member is one backend of a service as the service uses it.
+type Member struct {
+	Backend *Backend
+	Weight  int
+	State   MemberState
 }
 
 // Service is one VIP:port the engine balances.
@@ -143,7 +201,20 @@ type Service struct {
 	members []member
 	sched   atomic.Pointer[schedBox]
 	schedNm string
+	reset   bool
 }
+
+// Members returns the service's backends with their weights and states.
+func (s *Service) Members() []Member {
+	out := make([]Member, len(s.members))
+	for i, m := range s.members {
+		out[i] = Member{Backend: m.b, Weight: m.weight, State: m.state}
+	}
+	return out
+}
+
+// Scheduler returns the service's scheduler name.
+func (s *Service) Scheduler() string { return s.schedNm }
 
 type schedBox struct{ s sched.Scheduler }
 
@@ -159,7 +230,8 @@ func (s *Service) Backends() []*Backend {
 // state is what the frame path reads; it is replaced, never changed.
 type state struct {
 	services map[uint64]*Service // key: svcKey(vip, port)
-	byID     []*Service
+	byID     []*Service          // in Setup order
+	byNum    map[uint16]*Service // by Service.ID
 	snat     [][4]byte
 	snatAddr []conntrack.Addr
 	ifaces   []Iface
@@ -180,6 +252,7 @@ type Engine struct {
 	mu       sync.Mutex                 // serialises control-plane changes
 	backends atomic.Pointer[[]*Backend] // by ID, append-only
 	byAddr   map[netip.AddrPort]*Backend
+	svcIDs   map[uint64]uint16 // stable service IDs: a VIP:port keeps its ID across Apply
 	natRange nat.PortRange
 	nsnat    int
 
@@ -197,9 +270,9 @@ func New(cfg Config) *Engine {
 	if cfg.RSTTTL == 0 {
 		cfg.RSTTTL = 64
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log, seed: maphash.MakeSeed(), byAddr: map[netip.AddrPort]*Backend{}}
+	e := &Engine{cfg: cfg, log: cfg.Log, seed: maphash.MakeSeed(), byAddr: map[netip.AddrPort]*Backend{}, svcIDs: map[uint64]uint16{}}
 	e.table = conntrack.New(conntrack.Config{MaxConns: cfg.MaxConns, Timeouts: cfg.Timeouts, OnRemove: e.onRemove})
-	e.st.Store(&state{services: map[uint64]*Service{}})
+	e.st.Store(&state{services: map[uint64]*Service{}, byNum: map[uint16]*Service{}})
 	empty := []*Backend{}
 	e.backends.Store(&empty)
 	for i := 0; i < cfg.Workers; i++ {
@@ -221,13 +294,19 @@ func (e *Engine) Workers() int { return len(e.workers) }
 // Backends returns every backend the engine has known, by ID.
 func (e *Engine) Backends() []*Backend { return *e.backends.Load() }
 
-// Services returns the current services.
+// Services returns the current services (one per VIP and port).
 func (e *Engine) Services() []*Service { return e.st.Load().byID }
 
+// ServiceByID returns the current service with identifier id, or nil.
+func (e *Engine) ServiceByID(id uint16) *Service { return e.st.Load().byNum[id] }
+
 // Apply replaces the setup. Backends already known keep their identity,
-// counters, NAT ports and health; connections in the table keep their
-// backend. The NAT port range and the SNAT addresses cannot change while
-// connections use them: a new range applies to new backends only.
+// counters, NAT ports and health, and a VIP:port keeps its service ID;
+// connections in the table keep their backend. The number of SNAT
+// addresses cannot change while connections use them, and a new NAT range
+// applies to new backends only. A backend that goes to maint in a service
+// with ResetOnMaint has its connections marked for reset. On error nothing
+// changes.
 func (e *Engine) Apply(s Setup) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -239,7 +318,7 @@ func (e *Engine) Apply(s Setup) error {
 	if len(s.Ifaces) > 255 {
 		return errors.New("forward: more than 255 interfaces")
 	}
-	ns := &state{services: map[uint64]*Service{}, ifaces: append([]Iface(nil), s.Ifaces...)}
+	ns := &state{services: map[uint64]*Service{}, byNum: map[uint16]*Service{}, ifaces: append([]Iface(nil), s.Ifaces...)}
 	for _, a := range s.SNAT {
 		if !a.Is4() {
 			return fmt.Errorf("forward: SNAT address %s: only IPv4 is supported", a)
@@ -249,6 +328,14 @@ func (e *Engine) Apply(s Setup) error {
 	}
 	old := e.st.Load()
 	backends := append([]*Backend(nil), e.Backends()...)
+	added := map[netip.AddrPort]*Backend{}
+	newIDs := map[uint64]uint16{}
+	nextID := len(e.svcIDs)
+	type resetReq struct {
+		svc uint16
+		be  uint32
+	}
+	var resets []resetReq
 	for _, sp := range s.Services {
 		if !sp.VIP.Is4() {
 			return fmt.Errorf("forward: service %s: VIP %s: only IPv4 is supported", sp.Name, sp.VIP)
@@ -261,10 +348,19 @@ func (e *Engine) Apply(s Setup) error {
 			if _, dup := ns.services[k]; dup {
 				return fmt.Errorf("forward: %s:%d is listed twice", sp.VIP, port)
 			}
-			if len(ns.byID) >= 1<<16 {
-				return errors.New("forward: more than 65536 service ports")
+			id, ok := e.svcIDs[k]
+			if !ok {
+				if id, ok = newIDs[k]; !ok {
+					if nextID >= 1<<16 {
+						return errors.New("forward: more than 65536 service ports")
+					}
+					id = uint16(nextID)
+					nextID++
+					newIDs[k] = id
+				}
 			}
-			svc := &Service{ID: uint16(len(ns.byID)), Name: sp.Name, VIP: sp.VIP, Port: port, Mode: sp.Mode, schedNm: sp.Scheduler}
+			svc := &Service{ID: id, Name: sp.Name, VIP: sp.VIP, Port: port, Mode: sp.Mode, schedNm: sp.Scheduler, reset: sp.ResetOnMaint}
+			prevSvc := old.services[k]
 			for _, bs := range sp.Backends {
 				ap := bs.Addr
 				if ap.Port() == 0 {
@@ -275,18 +371,29 @@ func (e *Engine) Apply(s Setup) error {
 				}
 				b := e.byAddr[ap]
 				if b == nil {
+					b = added[ap]
+				}
+				if b == nil {
 					b = &Backend{ID: uint32(len(backends)), Addr: ap, addr4: ap.Addr().As4(), stats: make([]BackendStats, len(e.workers))}
 					for range ns.snat {
 						b.pools = append(b.pools, nat.NewPool(e.natRange, nat.Quarantine))
 					}
-					e.byAddr[ap] = b
+					added[ap] = b
 					backends = append(backends, b)
 				}
-				svc.members = append(svc.members, member{b: b, weight: bs.Weight})
+				for _, m := range svc.members {
+					if m.b == b {
+						return fmt.Errorf("forward: service %s: backend %s is listed twice", sp.Name, ap)
+					}
+				}
+				svc.members = append(svc.members, member{b: b, weight: bs.Weight, state: bs.State})
+				if bs.State == Maint && sp.ResetOnMaint && memberState(prevSvc, b) != Maint {
+					resets = append(resets, resetReq{id, b.ID})
+				}
 			}
 			var prev sched.Scheduler
-			if o := old.services[k]; o != nil {
-				if box := o.sched.Load(); box != nil {
+			if prevSvc != nil {
+				if box := prevSvc.sched.Load(); box != nil {
 					prev = box.s
 				}
 			}
@@ -295,19 +402,42 @@ func (e *Engine) Apply(s Setup) error {
 			}
 			ns.services[k] = svc
 			ns.byID = append(ns.byID, svc)
+			ns.byNum[id] = svc
 		}
+	}
+	for ap, b := range added {
+		e.byAddr[ap] = b
+	}
+	for k, id := range newIDs {
+		e.svcIDs[k] = id
 	}
 	e.backends.Store(&backends)
 	e.st.Store(ns)
+	for _, r := range resets {
+		n := e.table.MarkReset(func(f *conntrack.Flow) bool { return f.Service == r.svc && f.Backend == r.be })
+		e.log.Info("backend in maint: resetting its connections", "backend", backends[r.be].Addr, "connections", n)
+	}
 	return nil
+}
+
+// memberState is b's state in svc, or Ready if it is not a member.
+func memberState(svc *Service, b *Backend) MemberState {
+	if svc != nil {
+		for _, m := range svc.members {
+			if m.b == b {
+				return m.state
+			}
+		}
+	}
+	return Ready
 }
 
 // buildSched publishes a scheduler over the service's healthy members.
 func (e *Engine) buildSched(svc *Service, prev sched.Scheduler) error {
 	var cands []sched.Candidate
 	for _, m := range svc.members {
-		if m.b.up.Load() {
-			cands = append(cands, sched.Candidate{ID: m.b.ID, Weight: m.weight})
+		if m.b.up.Load() && m.state == Ready {
+			cands = append(cands, sched.Candidate{ID: m.b.ID, Weight: m.weight, Name: m.b.Addr.String(), Active: &m.b.active})
 		}
 	}
 	s, err := sched.New(svc.schedNm, cands, prev)

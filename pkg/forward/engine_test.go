@@ -358,7 +358,7 @@ func BenchmarkProcessNewConn(b *testing.B) {
 			b.Fatalf("dropped: %+v", e.Stats().Drops)
 		}
 		k := conntrack.Tuple{Src: conntrack.AddrFrom4(src), Dst: conntrack.AddrFrom4(vip.As4()), SrcPort: uint16(i), DstPort: 80, Proto: 6}
-		e.Table().Delete(&k)
+		e.Table().Delete(&k, conntrack.Orig)
 		i++
 	}
 }

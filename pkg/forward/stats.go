@@ -37,6 +37,7 @@ type Stats struct {
 	Reopened          atomic.Uint64 // a SYN on a closed connection started a new one
 	RSTSent           atomic.Uint64 // RSTs the balancer itself sent (no backend up)
 	NATEarlyReuse     atomic.Uint64 // NAT ports reused during quarantine: only when nothing else was free
+	NATTakeover       atomic.Uint64 // NAT ports taken from connections that had ended and lingered
 	_                 [64]byte
 }
 
@@ -46,7 +47,7 @@ type Counters struct {
 	Malformed                            [packet.NumReasons]uint64
 	Drops                                [numDrops]uint64
 	NewConns, Reopened, RSTSent          uint64
-	NATEarlyReuse                        uint64
+	NATEarlyReuse, NATTakeover           uint64
 }
 
 func (c *Counters) add(s *Stats) {
@@ -64,6 +65,7 @@ func (c *Counters) add(s *Stats) {
 	c.Reopened += s.Reopened.Load()
 	c.RSTSent += s.RSTSent.Load()
 	c.NATEarlyReuse += s.NATEarlyReuse.Load()
+	c.NATTakeover += s.NATTakeover.Load()
 }
 
 // BackendStats are one worker's counters for one backend.

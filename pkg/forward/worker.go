@@ -74,6 +74,12 @@ func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Fr
 	var flow conntrack.Flow
 	switch w.e.table.Track(&key, conntrack.Orig, fl, now, &flow) {
 	case conntrack.Hit:
+		if flow.Reset {
+			return w.reset(f)
+		}
+		if int(flow.Backend) < len(bs) {
+			w.transition(st, bs[flow.Backend], &flow, fl, conntrack.Orig)
+		}
 	case conntrack.Reopened:
 		w.stats.Reopened.Add(1)
 		fallthrough
@@ -117,7 +123,8 @@ func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Fr
 // (a RST when no backend is up), or 0 to drop the SYN.
 func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, key *conntrack.Tuple, ifindex int, now uint32, flow *conntrack.Flow) (int, bool) {
 	box := svc.sched.Load()
-	id, ok := box.s.Pick(sched.Key{Flow: maphash.Comparable(w.e.seed, *key), Client: maphash.Comparable(w.e.seed, key.Src)})
+	clientHash := maphash.Comparable(w.e.seed, key.Src)
+	id, ok := box.s.Pick(sched.Key{Flow: maphash.Comparable(w.e.seed, *key), Client: clientHash})
 	if !ok || int(id) >= len(bs) {
 		// Answer at once, as a closed port would: the client fails fast
 		// instead of retrying into the void, and the worker goes back to
@@ -144,19 +151,37 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 		// keeps returning to the pool where its own recently used ports
 		// can be reused at once.
 		n := len(b.pools)
-		first := int(maphash.Comparable(w.e.seed, key.Src) % uint64(n))
-		for j := 0; j < n; j++ {
+		first := int(clientHash % uint64(n))
+		for j := 0; j < n && pool < 0; j++ {
 			k := (first + j) % n
-			port, early, err := b.pools[k].Get(key.Src, now)
-			if err != nil {
+			if port, early, err := b.pools[k].Get(key.Src, now); err == nil {
+				if early {
+					w.stats.NATEarlyReuse.Add(1)
+				}
+				pool = k
+				flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
+			}
+		}
+		// Every port toward this backend is held. Connections that have
+		// ended (both FINs or a RST) but linger in the table hold some:
+		// end one early and take its port.
+		for j := 0; j < n && pool < 0; j++ {
+			k := (first + j) % n
+			p := b.pools[k]
+			lp, early, ok := p.Lingering(key.Src)
+			if !ok {
 				continue
 			}
-			if early {
-				w.stats.NATEarlyReuse.Add(1)
+			old := conntrack.Tuple{Src: flow.Reply.Src, Dst: st.snatAddr[k], SrcPort: flow.Reply.SrcPort, DstPort: lp, Proto: packet.ProtocolTCP}
+			w.e.table.Delete(&old, conntrack.Reply)
+			if port, early2, err := p.Get(key.Src, now); err == nil {
+				w.stats.NATTakeover.Add(1)
+				if early || early2 {
+					w.stats.NATEarlyReuse.Add(1)
+				}
+				pool = k
+				flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
 			}
-			pool = k
-			flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
-			break
 		}
 		if pool < 0 {
 			w.stats.Drops[DropNATExhausted].Add(1)
@@ -190,9 +215,16 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 func (w *Worker) fromBackend(st *state, bs []*Backend, f *packet.Frame, ifindex *int, now uint32) int {
 	key := tupleOf(f)
 	var flow conntrack.Flow
-	if w.e.table.Track(&key, conntrack.Reply, f.TCP.Flags(), now, &flow) != conntrack.Hit {
+	fl := f.TCP.Flags()
+	if w.e.table.Track(&key, conntrack.Reply, fl, now, &flow) != conntrack.Hit {
 		w.stats.Drops[DropNoFlowReply].Add(1)
 		return 0
+	}
+	if flow.Reset {
+		return w.reset(f)
+	}
+	if int(flow.Backend) < len(bs) {
+		w.transition(st, bs[flow.Backend], &flow, fl, conntrack.Reply)
 	}
 	if int(flow.IfSlot) >= len(st.ifaces) {
 		w.stats.Drops[DropNoIface].Add(1)
@@ -209,4 +241,36 @@ func (w *Worker) fromBackend(st *state, bs []*Backend, f *packet.Frame, ifindex 
 	}
 	*ifindex = ifc.Index
 	return f.Len()
+}
+
+// reset answers a segment of a connection marked for reset with a RST back
+// to its sender (never a RST to a RST).
+func (w *Worker) reset(f *packet.Frame) int {
+	if f.TCP.Flags()&packet.TCPFlagRST != 0 {
+		return 0
+	}
+	w.stats.RSTSent.Add(1)
+	return f.MakeRSTReply(w.e.cfg.RSTTTL)
+}
+
+// transition records what a state change of a connection means: the
+// outcome of its handshake, for passive health, and its end, which lets its
+// NAT port be taken over.
+func (w *Worker) transition(st *state, b *Backend, flow *conntrack.Flow, fl uint8, d conntrack.Dir) {
+	switch {
+	case flow.Prev == conntrack.SynSent && d == conntrack.Orig && fl&packet.TCPFlagSYN != 0:
+		b.synRetried.Add(1)
+	case flow.Prev == conntrack.SynSent && flow.State == conntrack.SynRecv:
+		b.synAnswered.Add(1)
+	case (flow.Prev == conntrack.SynSent || flow.Prev == conntrack.SynRecv) && flow.State == conntrack.Close && d == conntrack.Reply:
+		b.synRefused.Add(1)
+	}
+	if flow.State.Closing() && !flow.Prev.Closing() {
+		for i, a := range st.snatAddr {
+			if a == flow.Reply.Dst && i < len(b.pools) {
+				b.pools[i].Linger(flow.Reply.DstPort, flow.Orig.Src, flow.BackendClosedFirst)
+				break
+			}
+		}
+	}
 }

@@ -19,6 +19,15 @@
 //     so that client's timestamps are newer and the backend accepts the SYN;
 //   - only when neither is available, takes the oldest quarantined port
 //     (counted by the caller), rather than refusing the connection.
+//
+// A port stays in use while its connection lingers in the table after both
+// FINs (or a RST), so at a high rate of short connections the lingering
+// entries, not the live ones, would exhaust the pool. The caller marks such
+// ports with Linger; when nothing is free, Lingering names one whose entry
+// the caller may end early to take its place: first one this client used
+// (its timestamps are newer), then one whose connection the client closed
+// (the backend holds no TIME_WAIT), and only then one the backend closed
+// first (counted as early reuse).
 package nat
 
 import (
@@ -47,6 +56,7 @@ const (
 	clientSearch = 16     // entries looked at in a bucket before giving up
 	stFree       = 0
 	stInUse      = 1
+	stLinger     = 2 // in use by a connection that has ended and lingers
 )
 
 type list struct{ head, tail uint16 }
@@ -74,6 +84,11 @@ type Pool struct {
 	ready    list              // never used, or released from a connection the client closed
 	quarList list              // released from a connection the backend closed first, oldest first
 	byClient [clientLists]list // quarantined ports by the bucket of their last client
+
+	lingerSafe     list              // lingering, the client closed first (or a RST): no TIME_WAIT at the backend
+	lingerTW       list              // lingering, the backend closed first
+	lingerByClient [clientLists]list // lingering ports by the bucket of their client
+	lingerTWOf     []bool            // which linger list a lingering port is on
 }
 
 // NewPool returns a pool of the ports in r with the given quarantine.
@@ -84,9 +99,11 @@ func NewPool(r PortRange, quarantine time.Duration) *Pool {
 		state: make([]uint8, n), relAt: make([]uint32, n), quar: make([]bool, n), client: make([]uint32, n),
 		gprev: make([]uint16, n), gnext: make([]uint16, n), cprev: make([]uint16, n), cnext: make([]uint16, n), cbkt: make([]uint8, n),
 		ready: list{none, none}, quarList: list{none, none},
+		lingerSafe: list{none, none}, lingerTW: list{none, none}, lingerTWOf: make([]bool, n),
 	}
 	for i := range p.byClient {
 		p.byClient[i] = list{none, none}
+		p.lingerByClient[i] = list{none, none}
 	}
 	for i := 0; i < n; i++ {
 		p.push(&p.ready, p.gprev, p.gnext, uint16(i))
@@ -151,7 +168,11 @@ func (p *Pool) Put(port uint16, client [16]byte, lastSeen uint32, quarantine boo
 	i := port - p.r.Lo
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state[i] != stInUse {
+	switch p.state[i] {
+	case stLinger:
+		p.unlinger(i)
+	case stInUse:
+	default:
 		return
 	}
 	p.state[i] = stFree
@@ -176,12 +197,75 @@ func (p *Pool) Reserve(port uint16, client [16]byte) bool {
 	i := port - p.r.Lo
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state[i] == stInUse {
+	if p.state[i] != stFree {
 		return false
 	}
 	p.take(i)
 	p.client[i] = p.hash(client)
 	return true
+}
+
+// Linger marks port, in use by client's connection, as held by a
+// connection that has ended and lingers in the table. backendClosedFirst
+// says the backend keeps the tuple in TIME_WAIT.
+func (p *Pool) Linger(port uint16, client [16]byte, backendClosedFirst bool) {
+	if port < p.r.Lo || port > p.r.Hi {
+		return
+	}
+	h := p.hash(client)
+	i := port - p.r.Lo
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state[i] != stInUse {
+		return
+	}
+	p.state[i] = stLinger
+	p.client[i] = h
+	p.lingerTWOf[i] = backendClosedFirst
+	if backendClosedFirst {
+		p.push(&p.lingerTW, p.gprev, p.gnext, i)
+	} else {
+		p.push(&p.lingerSafe, p.gprev, p.gnext, i)
+	}
+	b := uint8(h % clientLists)
+	p.cbkt[i] = b
+	p.push(&p.lingerByClient[b], p.cprev, p.cnext, i)
+}
+
+// Lingering returns a lingering port whose entry the caller may end to
+// reuse the port for client, when Get found none free: one client used
+// last, else the oldest whose backend holds no TIME_WAIT, else the oldest
+// (early: the backend may still hold the tuple in TIME_WAIT). The port stays
+// lingering until the caller's removal of the entry Puts it back.
+func (p *Pool) Lingering(client [16]byte) (port uint16, early, ok bool) {
+	h := p.hash(client)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.lingerByClient[h%clientLists].head
+	for n := 0; k != none && n < clientSearch && p.client[k] != h; n++ {
+		k = p.cnext[k]
+	}
+	switch {
+	case k != none && p.client[k] == h:
+		return p.r.Lo + k, false, true
+	case p.lingerSafe.head != none:
+		return p.r.Lo + p.lingerSafe.head, false, true
+	case p.lingerTW.head != none:
+		return p.r.Lo + p.lingerTW.head, true, true
+	}
+	return 0, false, false
+}
+
+func (p *Pool) unlinger(i uint16) {
+	if p.lingerTWOf[i] {
+		p.unlink(&p.lingerTW, p.gprev, p.gnext, i)
+	} else {
+		p.unlink(&p.lingerSafe, p.gprev, p.gnext, i)
+	}
+	if b := p.cbkt[i]; b != 0xff {
+		p.unlink(&p.lingerByClient[b], p.cprev, p.cnext, i)
+		p.cbkt[i] = 0xff
+	}
 }
 
 func (p *Pool) take(i uint16) {

@@ -104,6 +104,16 @@ func TestPoolModel(t *testing.T) {
 				t.Fatalf("port %d handed out twice", port)
 			}
 			used[port] = c
+		} else if r.IntN(3) == 0 {
+			for port, c := range used {
+				p.Linger(port, c, r.IntN(2) == 0)
+				if lp, _, ok := p.Lingering(client(r.IntN(20))); !ok {
+					t.Fatal("no lingering port offered")
+				} else if _, inUse := used[lp]; !inUse {
+					t.Fatalf("lingering port %d not in use", lp)
+				}
+				break
+			}
 		} else {
 			for port, c := range used {
 				p.Put(port, c, now, r.IntN(2) == 0)
@@ -138,4 +148,35 @@ func BenchmarkPoolGetPut(b *testing.B) {
 		p.Put(port, c, now, true)
 		now++
 	}
+}
+
+func TestPoolLingering(t *testing.T) {
+	p := NewPool(PortRange{Lo: 5000, Hi: 5002}, Quarantine)
+	a, _, _ := p.Get(client(1), 0)
+	b, _, _ := p.Get(client(2), 0)
+	c, _, _ := p.Get(client(3), 0)
+	if _, ok := func() (uint16, bool) { _, _, ok := p.Lingering(client(9)); return 0, ok }(); ok {
+		t.Fatal("lingering port offered while none lingers")
+	}
+	p.Linger(a, client(1), true)  // backend closed first: TIME_WAIT at the backend
+	p.Linger(b, client(2), false) // client closed first
+	if got, early, ok := p.Lingering(client(1)); !ok || got != a || early {
+		t.Fatalf("same client: %d %v %v, want %d", got, early, ok, a)
+	}
+	if got, early, ok := p.Lingering(client(7)); !ok || got != b || early {
+		t.Fatalf("other client: %d %v %v, want %d (no TIME_WAIT)", got, early, ok, b)
+	}
+	// The caller ends b's entry: its removal puts the port back, Get hands it out.
+	p.Put(b, client(2), 10, false)
+	if got, _, err := p.Get(client(7), 10); err != nil || got != b {
+		t.Fatalf("after removal: %d %v", got, err)
+	}
+	if got, early, ok := p.Lingering(client(8)); !ok || got != a || !early {
+		t.Fatalf("only a TIME_WAIT port left: %d %v %v", got, early, ok)
+	}
+	p.Put(a, client(1), 20, true)
+	if p.InUse() != 2 { // b (client 7) and c
+		t.Fatalf("in use %d", p.InUse())
+	}
+	_ = c
 }
