@@ -20,8 +20,8 @@ import (
 )
 
 // ErrNotSupported marks a value that names a feature the file format reserves
-// but this version does not implement yet (IPv6, schedulers other than rr).
-// Callers may branch on it with errors.Is.
+// but this version does not implement yet (IPv6 services, backends and SNAT
+// addresses). Callers may branch on it with errors.Is.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Mode is how a service rewrites packets.
@@ -147,8 +147,9 @@ const (
 	HealthSendExpect = "send-expect"
 )
 
-// Health describes the active check of a service's backends. The fields
-// after Port belong to one type each; Validate rejects them for another.
+// Health describes the checks of a service's backends: the active check,
+// and the passive one that watches the service's own traffic. The fields
+// after Passive belong to one type each; Validate rejects them for another.
 type Health struct {
 	Type     string        // HealthTCP, HealthHTTP or HealthSendExpect; "" = "tcp"
 	Interval time.Duration // start-to-start time between two checks of one backend
@@ -156,6 +157,13 @@ type Health struct {
 	Rise     int           // consecutive successes that bring a down backend up
 	Fall     int           // consecutive failures that take an up backend down
 	Port     uint16        // 0 = the backend's port
+	// Passive is the number of failed new client connections to a backend
+	// within one second (refused with a RST, or left unanswered until the
+	// client retransmits its SYN) that count as one failed check; Fall such
+	// seconds take the backend down, as Fall failed active checks do.
+	// Passive checks see a dead backend as soon as clients try it, between
+	// two active checks. 0 disables them; 0..MaxPassive.
+	Passive int
 
 	Path   string // http: request path, with its query if any; "" = "/"
 	Status int    // http: status that means healthy, 100..599; 0 = 200
@@ -167,9 +175,41 @@ type Health struct {
 // DefaultHealth follows HAProxy's `check` defaults (inter 2s, rise 2, fall 3)
 // with a 1 s timeout (glb-director uses the same 2 s / 1 s pair), so a dead
 // backend is out after about 6 s and a recovered one is back after about 4 s.
+// Passive checks are on with DefaultPassive.
 func DefaultHealth() Health {
-	return Health{Type: HealthTCP, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	return Health{Type: HealthTCP, Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Passive: DefaultPassive}
 }
+
+// DefaultPassive is the default of Health.Passive: HAProxy's `observe
+// layer4` default error-limit is 10 consecutive errors; 3 failures within a
+// second is stricter, because each one is a client that waited for a
+// retransmission or saw a refusal, yet one lost SYN (a single retransmission)
+// still does not count as a failed check.
+const DefaultPassive = 3
+
+// Backend states, the values of Backend.State.
+const (
+	// StateReady takes new connections. It is the default.
+	StateReady = "ready"
+	// StateDrain takes no new connections; existing ones continue, as with
+	// weight 0 (IPVS quiescent, HAProxy drain).
+	StateDrain = "drain"
+	// StateMaint is out of service: no new connections, and the existing
+	// ones are kept or reset as the service's MaintFlows says (HAProxy
+	// maint).
+	StateMaint = "maint"
+)
+
+// What a service does with the connections of a backend put in maint, the
+// values of Service.MaintFlows.
+const (
+	// MaintFlowsKeep lets them continue to their end. It is the default:
+	// taking a backend out must not break clients unless asked to.
+	MaintFlowsKeep = "keep"
+	// MaintFlowsReset answers their next packets with RSTs, so clients
+	// reconnect (to another backend) at once instead of hanging.
+	MaintFlowsReset = "reset"
+)
 
 // Backend is one real server behind a service.
 type Backend struct {
@@ -181,6 +221,9 @@ type Backend struct {
 	// ones continue, as in IPVS). A Backend built by hand with no Weight is
 	// therefore quiescent.
 	Weight int
+	// State is StateReady, StateDrain or StateMaint; "" = StateReady. It
+	// is the state the backend starts in; the runtime API may change it.
+	State string
 }
 
 // Target returns the backend address for a connection to service port p:
@@ -194,12 +237,17 @@ func (b Backend) Target(p uint16) netip.AddrPort {
 
 // Service is one virtual address with its ports and backends.
 type Service struct {
-	Name      string     // unique; "" = "VIP:PORT" of the first port
-	VIP       netip.Addr // IPv4 for now
-	Ports     []uint16   // at least one; every port maps to the same backends
-	Mode      Mode
-	Scheduler string // "rr"; "" = "rr"
-	Backends  []Backend
+	Name  string     // unique; "" = "VIP:PORT" of the first port
+	VIP   netip.Addr // IPv4 for now
+	Ports []uint16   // at least one; every port maps to the same backends
+	Mode  Mode
+	// Scheduler is one of sched.Names(): rr, wrr, lc, random, sh or
+	// maglev; "" = "rr".
+	Scheduler string
+	// MaintFlows is MaintFlowsKeep or MaintFlowsReset: what happens to the
+	// connections of a backend put in maint; "" = MaintFlowsKeep.
+	MaintFlows string
+	Backends   []Backend
 	// Health is this service's check; the zero value takes Spec.Health.
 	Health Health
 }
@@ -231,7 +279,20 @@ type Spec struct {
 	Workers    int    // 0 = number of CPUs
 	LogLevel   slog.Level
 	LogFormat  string // "text" or "json"; "" = "text"
+	// API is the runtime API's listen address (HTTP/JSON and /metrics),
+	// IP:PORT with an IP literal, or APIOff; "" = DefaultAPI. The API has
+	// no authentication, so the default keeps it on loopback.
+	API string
 }
+
+// DefaultAPI is the default runtime API address: loopback only, because the
+// API has no authentication and can change the balancer. The port is in the
+// range Prometheus exporters use (9100-9999); it is the address `l4raw ctl`
+// tries by default, so the two must agree.
+const DefaultAPI = "127.0.0.1:9478"
+
+// APIOff as Spec.API disables the runtime API.
+const APIOff = "off"
 
 // DefaultMaxConns is the default connection-table capacity: 2^20 entries,
 // enough for a million concurrent connections, or for a flood of ~17k
@@ -247,5 +308,6 @@ func Default() Spec {
 		Guard:     true,
 		LogLevel:  slog.LevelInfo,
 		LogFormat: "text",
+		API:       DefaultAPI,
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/l4raw/l4raw/pkg/sched"
 )
 
 // Flag names, shared by Register and the messages of FromFlags.
@@ -16,6 +18,8 @@ const (
 	flagName        = "name"
 	flagMode        = "mode"
 	flagScheduler   = "scheduler"
+	flagMaintFlows  = "maint-flows"
+	flagAPI         = "api"
 	flagIface       = "iface"
 	flagSNAT        = "snat-ip"
 	flagNATPorts    = "nat-ports"
@@ -30,6 +34,7 @@ const (
 	flagHealthRise  = "health-rise"
 	flagHealthFall  = "health-fall"
 	flagHealthPort  = "health-port"
+	flagHealthPass  = "health-passive"
 	flagHealthPath  = "health-path"
 	flagHealthStat  = "health-status"
 	flagHealthHost  = "health-host"
@@ -50,7 +55,8 @@ type Flags struct {
 	Backends   []string // --backend IP[:PORT], repeatable or comma-separated; the port defaults to the VIP's
 	Name       string   // --name; "" = VIP:PORT
 	Mode       string   // --mode fullnat|dnat
-	Scheduler  string   // --scheduler rr
+	Scheduler  string   // --scheduler rr|wrr|lc|random|sh|maglev
+	MaintFlows string   // --maint-flows keep|reset
 	Interfaces []string // --iface, repeatable or comma-separated; empty = auto
 	SNAT       []string // --snat-ip, repeatable or comma-separated; empty = auto
 	NATPorts   string   // --nat-ports LO-HI|auto
@@ -60,7 +66,8 @@ type Flags struct {
 	// --timeout-time-wait, --timeout-close.
 	Timeouts Timeouts
 	// Health: --health-type, --health-interval, --health-timeout,
-	// --health-rise, --health-fall, --health-port; for http --health-path,
+	// --health-rise, --health-fall, --health-port, --health-passive; for
+	// http --health-path,
 	// --health-status, --health-host; for send-expect --health-send,
 	// --health-expect. Send and Expect hold the bytes themselves: Register
 	// decodes the flags' escapes (\r, \n, \t, \\, \xHH).
@@ -68,21 +75,24 @@ type Flags struct {
 	NoGuard   bool   // --no-guard
 	LogLevel  string // --log-level debug|info|warn|error
 	LogFormat string // --log-format text|json
+	API       string // --api IP:PORT|off
 }
 
 // DefaultFlags returns the values flags have when not given.
 func DefaultFlags() Flags {
 	d := Default()
 	return Flags{
-		Mode:      ModeFullNAT.String(),
-		Scheduler: "rr",
-		NATPorts:  "auto",
-		MaxConns:  d.MaxConns,
-		Workers:   d.Workers,
-		Timeouts:  d.Timeouts,
-		Health:    d.Health,
-		LogLevel:  "info",
-		LogFormat: d.LogFormat,
+		Mode:       ModeFullNAT.String(),
+		Scheduler:  "rr",
+		MaintFlows: MaintFlowsKeep,
+		NATPorts:   "auto",
+		MaxConns:   d.MaxConns,
+		Workers:    d.Workers,
+		Timeouts:   d.Timeouts,
+		Health:     d.Health,
+		LogLevel:   "info",
+		LogFormat:  d.LogFormat,
+		API:        d.API,
 	}
 }
 
@@ -94,7 +104,9 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.Func(flagBackend, "backend IP[:PORT] (port defaults to the VIP's); repeatable, comma-separated", appendList(&f.Backends))
 	fs.StringVar(&f.Name, flagName, f.Name, "service name (default VIP:PORT)")
 	fs.StringVar(&f.Mode, flagMode, f.Mode, "forwarding mode: fullnat (rewrite source and destination) or dnat (destination only)")
-	fs.StringVar(&f.Scheduler, flagScheduler, f.Scheduler, "scheduler: rr")
+	fs.StringVar(&f.Scheduler, flagScheduler, f.Scheduler, "scheduler: "+orList(sched.Names())+
+		" (round robin, weighted round robin, least connections, two random choices, source hash, Maglev hash)")
+	fs.StringVar(&f.MaintFlows, flagMaintFlows, f.MaintFlows, "connections of a backend put in maint: keep (they continue to their end) or reset (answered with RSTs)")
 	fs.Func(flagIface, "interface to capture on; repeatable, comma-separated (default: from routes)", appendList(&f.Interfaces))
 	fs.Func(flagSNAT, "source address toward backends in fullnat mode; repeatable, comma-separated (default: from routes)", appendList(&f.SNAT))
 	fs.StringVar(&f.NATPorts, flagNATPorts, f.NATPorts, "NAT source ports LO-HI, or auto (outside the kernel's ephemeral range)")
@@ -111,6 +123,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Health.Rise, flagHealthRise, f.Health.Rise, "successes that bring a backend up")
 	fs.IntVar(&f.Health.Fall, flagHealthFall, f.Health.Fall, "failures that take a backend down")
 	fs.Var((*portFlag)(&f.Health.Port), flagHealthPort, "port to check (0 = the backend's port)")
+	fs.IntVar(&f.Health.Passive, flagHealthPass, f.Health.Passive, "passive check: failed client connections to a backend within one second (refused, or SYN retransmitted) that count as one failed check (0 = off)")
 	fs.StringVar(&f.Health.Path, flagHealthPath, f.Health.Path, "http check: request path (default /)")
 	fs.IntVar(&f.Health.Status, flagHealthStat, f.Health.Status, "http check: status that means healthy (default 200)")
 	fs.StringVar(&f.Health.Host, flagHealthHost, f.Health.Host, "http check: Host header (default the backend's address)")
@@ -119,6 +132,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.NoGuard, flagNoGuard, f.NoGuard, "do not install the rules that keep the kernel from answering for the VIP")
 	fs.StringVar(&f.LogLevel, flagLogLevel, f.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, flagLogFormat, f.LogFormat, "log format: text or json")
+	fs.StringVar(&f.API, flagAPI, f.API, "runtime API address (HTTP/JSON and /metrics; no authentication: keep it on loopback) or off")
 }
 
 func appendList(dst *[]string) func(string) error {
@@ -299,10 +313,12 @@ func (l flagLocator) spec(f Flags) (Spec, *problem) {
 	s.MaxConns, s.Workers, s.Timeouts, s.Guard = f.MaxConns, f.Workers, f.Timeouts, !f.NoGuard
 	s.Health = f.Health
 	s.LogFormat = f.LogFormat
+	s.API = f.API
 
 	l.set("max_conns", flagMaxConns, strconv.Itoa(f.MaxConns))
 	l.set("workers", flagWorkers, strconv.Itoa(f.Workers))
 	l.set("log.format", flagLogFormat, f.LogFormat)
+	l.set("api", flagAPI, f.API)
 	for _, t := range []struct {
 		path, flag string
 		v          fmt.Stringer
@@ -323,6 +339,7 @@ func (l flagLocator) spec(f Flags) (Spec, *problem) {
 		l.set(prefix+".rise", flagHealthRise, strconv.Itoa(f.Health.Rise))
 		l.set(prefix+".fall", flagHealthFall, strconv.Itoa(f.Health.Fall))
 		l.set(prefix+".port", flagHealthPort, strconv.Itoa(int(f.Health.Port)))
+		l.set(prefix+".passive", flagHealthPass, strconv.Itoa(f.Health.Passive))
 		l.set(prefix+".path", flagHealthPath, f.Health.Path)
 		l.set(prefix+".status", flagHealthStat, strconv.Itoa(f.Health.Status))
 		l.set(prefix+".host", flagHealthHost, f.Health.Host)
@@ -373,13 +390,14 @@ func (l flagLocator) spec(f Flags) (Spec, *problem) {
 }
 
 func (l flagLocator) service(f Flags) (Service, *problem) {
-	svc := Service{Name: f.Name, Scheduler: f.Scheduler, Health: f.Health}
+	svc := Service{Name: f.Name, Scheduler: f.Scheduler, MaintFlows: f.MaintFlows, Health: f.Health}
 	for _, path := range []string{"services", "services[0]", "services[0].vip", "services[0].ports", "services[0].ports[0]"} {
 		l.set(path, flagVIP, f.VIP)
 	}
 	l.set("services[0].name", flagName, f.Name)
 	l.set("services[0].mode", flagMode, f.Mode)
 	l.set("services[0].scheduler", flagScheduler, f.Scheduler)
+	l.set("services[0].maint_flows", flagMaintFlows, f.MaintFlows)
 	l.set("services[0].backends", flagBackend, "")
 
 	if f.VIP == "" {

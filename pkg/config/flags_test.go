@@ -38,7 +38,20 @@ func TestFromFlags(t *testing.T) {
 		{"backend duplicate", func(f *Flags) { f.Backends = []string{"198.18.0.21", "198.18.0.21:80"} }, `config: --backend "198.18.0.21:80": duplicate of --backend "198.18.0.21"`},
 		{"backend is vip", func(f *Flags) { f.Backends = []string{"198.18.0.100"} }, `config: --backend "198.18.0.100": backend is the service address itself (a forwarding loop)`},
 		{"mode", func(f *Flags) { f.Mode = "dsr" }, `config: --mode "dsr": unknown mode (want fullnat or dnat)`},
-		{"scheduler", func(f *Flags) { f.Scheduler = "sh" }, `config: --scheduler "sh": not supported yet`},
+		{"scheduler sh", func(f *Flags) { f.Scheduler = "sh" }, ""},
+		{"scheduler maglev", func(f *Flags) { f.Scheduler = "maglev" }, ""},
+		{"scheduler empty", func(f *Flags) { f.Scheduler = "" }, ""},
+		{"scheduler", func(f *Flags) { f.Scheduler = "fair" }, `config: --scheduler "fair": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"maint flows reset", func(f *Flags) { f.MaintFlows = "reset" }, ""},
+		{"maint flows empty", func(f *Flags) { f.MaintFlows = "" }, ""},
+		{"maint flows", func(f *Flags) { f.MaintFlows = "rst" }, `config: --maint-flows "rst": unknown maint flows policy (want keep or reset)`},
+		{"api off", func(f *Flags) { f.API = "off" }, ""},
+		{"api ipv6", func(f *Flags) { f.API = "[::]:9478" }, ""},
+		{"api empty", func(f *Flags) { f.API = "" }, ""},
+		{"api name", func(f *Flags) { f.API = "localhost:9478" }, `config: --api "localhost:9478": invalid address (want IP:PORT or off)`},
+		{"api no port", func(f *Flags) { f.API = "::1" }, `config: --api "::1": port required (IP:PORT or off)`},
+		{"api port", func(f *Flags) { f.API = "127.0.0.1:0" }, `config: --api "127.0.0.1:0": invalid port`},
+		{"api multicast", func(f *Flags) { f.API = "224.0.0.9:9478" }, `config: --api "224.0.0.9:9478": multicast address not allowed`},
 		{"name", func(f *Flags) { f.Name = "a\tb" }, `config: --name "a\tb": name must be printable text`},
 		{"iface", func(f *Flags) { f.Interfaces = []string{"eth0,eth0"} }, `config: --iface "eth0": duplicate of --iface "eth0"`},
 		{"snat port", func(f *Flags) { f.SNAT = []string{"198.18.0.2:1"} }, `config: --snat-ip "198.18.0.2:1": port not allowed here`},
@@ -80,6 +93,9 @@ func TestFromFlags(t *testing.T) {
 		{"health relation", func(f *Flags) { f.Health.Timeout = 3 * time.Second }, `config: --health-interval: interval 2s must be greater than timeout 3s`},
 		{"health rise", func(f *Flags) { f.Health.Rise = 0 }, `config: --health-rise "0": must be at least 1`},
 		{"health fall", func(f *Flags) { f.Health.Fall = 0 }, `config: --health-fall "0": must be at least 1`},
+		{"health passive off", func(f *Flags) { f.Health.Passive = 0 }, ""},
+		{"health passive", func(f *Flags) { f.Health.Passive = 20000 }, `config: --health-passive "20000": must be 0..10000 (0 = off)`},
+		{"health passive negative", func(f *Flags) { f.Health.Passive = -5 }, `config: --health-passive "-5": must be 0..10000 (0 = off)`},
 		{"health zero is default", func(f *Flags) { f.Health = Health{} }, ""},
 		{"log level", func(f *Flags) { f.LogLevel = "verbose" }, `config: --log-level "verbose": unknown log level (want debug, info, warn or error)`},
 		{"log format", func(f *Flags) { f.LogFormat = "logfmt" }, `config: --log-format "logfmt": unknown log format (want text or json)`},
@@ -110,10 +126,10 @@ func TestFromFlagsSpec(t *testing.T) {
 	want := Default()
 	want.Services = []Service{{
 		Name: "198.18.0.100:80", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80},
-		Scheduler: "rr", Health: DefaultHealth(),
+		Scheduler: "rr", MaintFlows: MaintFlowsKeep, Health: DefaultHealth(),
 		Backends: []Backend{
-			{Addr: netip.MustParseAddrPort("198.18.0.21:0"), Weight: 1},
-			{Addr: netip.MustParseAddrPort("198.18.0.22:8080"), Weight: 1},
+			{Addr: netip.MustParseAddrPort("198.18.0.21:0"), Weight: 1, State: StateReady},
+			{Addr: netip.MustParseAddrPort("198.18.0.22:8080"), Weight: 1, State: StateReady},
 		},
 	}}
 	if !reflect.DeepEqual(got, want) {
@@ -133,7 +149,8 @@ func TestRegister(t *testing.T) {
 		"--nat-ports", "50000-50999", "--max-conns", "1000", "--workers", "2", "--timeout-syn", "5s",
 		"--timeout-established", "1h", "--timeout-fin", "30s", "--timeout-time-wait", "3s", "--timeout-close", "1s",
 		"--health-interval", "500ms", "--health-timeout", "200ms", "--health-rise", "1", "--health-fall", "2",
-		"--health-port", "9000", "--no-guard", "--log-level", "debug", "--log-format", "json",
+		"--health-port", "9000", "--health-passive", "0", "--no-guard", "--log-level", "debug", "--log-format", "json",
+		"--scheduler", "maglev", "--maint-flows", "reset", "--api", "[::1]:9999",
 	}
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -144,18 +161,21 @@ func TestRegister(t *testing.T) {
 	}
 	svc := s.Services[0]
 	if svc.Name != "tls" || svc.Mode != ModeDNAT || len(svc.Backends) != 3 || svc.Backends[2].Addr.Port() != 8443 ||
+		svc.Scheduler != "maglev" || svc.MaintFlows != MaintFlowsReset || svc.Backends[0].State != StateReady ||
 		svc.Health != (Health{Type: "tcp", Interval: 500 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 2, Port: 9000}) {
 		t.Errorf("service: %+v", svc)
 	}
 	if !reflect.DeepEqual(s.Interfaces, []string{"eth0", "eth1"}) || s.NATPorts != (PortRange{Lo: 50000, Hi: 50999}) ||
-		s.MaxConns != 1000 || s.Workers != 2 || s.Guard || s.LogFormat != "json" ||
+		s.MaxConns != 1000 || s.Workers != 2 || s.Guard || s.LogFormat != "json" || s.API != "[::1]:9999" ||
 		s.Timeouts != (Timeouts{SYN: 5 * time.Second, Established: time.Hour, FIN: 30 * time.Second, TimeWait: 3 * time.Second, Close: time.Second}) {
 		t.Errorf("spec: %+v", s)
 	}
 
 	// Defaults shown in --help come from DefaultFlags.
 	fs.PrintDefaults()
-	for _, want := range []string{"-timeout-established duration", "(default 15m0s)", "-max-conns int", "(default 1048576)", "-health-port value"} {
+	for _, want := range []string{"-timeout-established duration", "(default 15m0s)", "-max-conns int", "(default 1048576)", "-health-port value",
+		"-health-passive int", "(default 3)", "-maint-flows string", `(default "keep")`, `(default "127.0.0.1:9478")`,
+		"scheduler: rr, wrr, lc, random, sh or maglev", "runtime API address (HTTP/JSON and /metrics; no authentication: keep it on loopback) or off"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, help.String())
 		}

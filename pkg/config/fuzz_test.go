@@ -38,6 +38,8 @@ func FuzzParse(f *testing.F) {
 		"health: {type: http, path: /h, status: 204, host: a}\nservices: [{vip: 198.18.0.1, port: 1, health: {type: tcp}, backends: [198.18.0.2]}]",
 		"health: {type: send-expect, send: \"HEALTH CHECK\\r\\n\", expect: OK}\nservices: [{vip: 198.18.0.1, port: 1, backends: [198.18.0.2]}]",
 		"services: [{vip: 198.18.0.1, port: 1, health: {type: send-expect, expect: \"\\0\"}, backends: [198.18.0.2]}]",
+		"api: '[::1]:9478'\nhealth: {passive: 0}\nservices: [{vip: 198.18.0.1, port: 1, scheduler: maglev, maint_flows: reset, backends: [{address: 198.18.0.2, state: drain}, {address: 198.18.0.3, weight: 0, state: maint}]}]",
+		"api: off\nservices: [{vip: 198.18.0.1, port: 1, health: {passive: 10000}, backends: [{address: 198.18.0.2, state: ''}]}]",
 	} {
 		f.Add([]byte(s))
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/l4raw/l4raw/pkg/sched"
 )
 
 // Limits, each with its reason.
@@ -39,6 +41,11 @@ const (
 	// takes any 2xx or 3xx; one code is simpler to reason about).
 	defaultHTTPStatus = 200
 	defaultHTTPPath   = "/"
+	// MaxPassive caps Health.Passive: 10000 failed connections in one
+	// second before a check counts as failed is already a backend refusing
+	// a heavy load; a larger value is a typo, or a wish to turn passive
+	// checks off, which 0 does.
+	MaxPassive = 10000
 )
 
 // Messages that more than one place produces.
@@ -49,6 +56,7 @@ const (
 	msgBadPortRange   = "invalid port range (want LO-HI, a single port or auto)"
 	msgPositive       = "must be greater than 0"
 	msgAtLeastOne     = "must be at least 1"
+	msgAPIAddress     = "invalid address (want IP:PORT or off)"
 )
 
 // problem is one validation failure before it is placed in its source (a
@@ -118,10 +126,12 @@ func quote(s string) string {
 }
 
 // Validate checks every field of s and fills the defaults that the zero value
-// stands for: service names ("VIP:PORT"), scheduler "rr", health type "tcp"
-// (for http: path "/" and status 200), log format "text", and a zero service
-// Health (taken from s.Health, itself DefaultHealth() when zero). Other fields have no implicit default: start
-// from Default(). The error names the field and the value:
+// stands for: service names ("VIP:PORT"), scheduler "rr", maint flows
+// "keep", backend state "ready", health type "tcp" (for http: path "/" and
+// status 200), log format "text", API address DefaultAPI, and a zero
+// service Health (taken from s.Health, itself DefaultHealth() when zero).
+// Other fields have no implicit default: start from Default(). The error
+// names the field and the value:
 //
 //	config: services[0].vip: "2001:db8::1": IPv6 not supported yet
 func (s *Spec) Validate() error {
@@ -221,7 +231,37 @@ func (s *Spec) validateHost() *problem {
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return bad("log.format", s.LogFormat, "unknown log format (want text or json)")
 	}
+	if s.API == "" {
+		s.API = DefaultAPI
+	}
+	if msg := checkAPI(s.API); msg != "" {
+		return bad("api", s.API, msg)
+	}
 	return nil
+}
+
+// checkAPI accepts APIOff or IP:PORT with an IP literal, so the address is
+// the one the socket binds to and no name lookup decides it. Loopback and
+// the unspecified addresses of either family are what a listener uses;
+// multicast and broadcast addresses cannot be bound by a TCP listener.
+func checkAPI(s string) string {
+	if s == APIOff {
+		return ""
+	}
+	a, _, hasPort, msg := parseHostPort(s)
+	switch {
+	case msg == msgInvalidAddress:
+		return msgAPIAddress
+	case msg != "":
+		return msg
+	case !hasPort:
+		return "port required (IP:PORT or off)"
+	case a.IsMulticast():
+		return "multicast address not allowed"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast address not allowed"
+	}
+	return ""
 }
 
 // validateHealth checks h, found at path, and fills its type and the
@@ -247,6 +287,8 @@ func validateHealth(path string, h *Health) *problem {
 		return bad(path+".rise", strconv.Itoa(h.Rise), msgAtLeastOne)
 	case h.Fall < 1:
 		return bad(path+".fall", strconv.Itoa(h.Fall), msgAtLeastOne)
+	case h.Passive < 0 || h.Passive > MaxPassive:
+		return bad(path+".passive", strconv.Itoa(h.Passive), fmt.Sprintf("must be 0..%d (0 = off)", MaxPassive))
 	}
 	// A field of another type is a mistake (a misspelt type, a field left
 	// from an edit); ignoring it would check something else than meant.
@@ -348,15 +390,18 @@ func (s *Spec) validateService(i int, names map[string]int, listeners map[netip.
 	if svc.Mode != ModeFullNAT && svc.Mode != ModeDNAT {
 		return bad(path+".mode", svc.Mode.String(), msgUnknownMode)
 	}
-	switch svc.Scheduler {
-	case "":
+	if svc.Scheduler == "" {
 		svc.Scheduler = "rr"
-	case "rr":
-	case "wrr", "lc", "wlc", "maglev", "mh", "sh", "random":
-		// Names the file format reserves for schedulers to come.
-		return &problem{hasValue: true, path: path + ".scheduler", value: svc.Scheduler, err: ErrNotSupported}
+	}
+	if !contains(sched.Names(), svc.Scheduler) {
+		return bad(path+".scheduler", svc.Scheduler, msgUnknownScheduler())
+	}
+	switch svc.MaintFlows {
+	case "":
+		svc.MaintFlows = MaintFlowsKeep
+	case MaintFlowsKeep, MaintFlowsReset:
 	default:
-		return bad(path+".scheduler", svc.Scheduler, "unknown scheduler (want rr)")
+		return bad(path+".maint_flows", svc.MaintFlows, "unknown maint flows policy (want keep or reset)")
 	}
 	if svc.Name == "" {
 		svc.Name = netip.AddrPortFrom(svc.VIP, svc.Ports[0]).String()
@@ -416,8 +461,32 @@ func validateBackends(path string, svc *Service) *problem {
 		if b.Weight < 0 || b.Weight > MaxWeight {
 			return bad(bpath+".weight", strconv.Itoa(b.Weight), fmt.Sprintf("must be 0..%d", MaxWeight))
 		}
+		switch b.State {
+		case "":
+			svc.Backends[j].State = StateReady
+		case StateReady, StateDrain, StateMaint:
+		default:
+			return bad(bpath+".state", b.State, "unknown state (want ready, drain or maint)")
+		}
 	}
 	return nil
+}
+
+// msgUnknownScheduler lists the schedulers pkg/sched builds, so the message
+// never disagrees with what the engine accepts.
+func msgUnknownScheduler() string {
+	return "unknown scheduler (want " + orList(sched.Names()) + ")"
+}
+
+// orList writes "a, b or c".
+func orList(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
 // validateNATOverlap rejects a NAT port range that would capture a service

@@ -51,8 +51,22 @@ func TestValidate(t *testing.T) {
 				Backends: []Backend{{Addr: ap("198.18.0.21:8080"), Weight: 1}}})
 		}, ""},
 		{"bad mode", func(s *Spec) { s.Services[0].Mode = 9 }, `config: services[0].mode: "Mode(9)": unknown mode (want fullnat or dnat)`},
-		{"scheduler later", func(s *Spec) { s.Services[0].Scheduler = "maglev" }, `config: services[0].scheduler: "maglev": not supported yet`},
-		{"scheduler unknown", func(s *Spec) { s.Services[0].Scheduler = "fastest" }, `config: services[0].scheduler: "fastest": unknown scheduler (want rr)`},
+		{"scheduler rr", func(s *Spec) { s.Services[0].Scheduler = "rr" }, ""},
+		{"scheduler wrr", func(s *Spec) { s.Services[0].Scheduler = "wrr" }, ""},
+		{"scheduler lc", func(s *Spec) { s.Services[0].Scheduler = "lc" }, ""},
+		{"scheduler random", func(s *Spec) { s.Services[0].Scheduler = "random" }, ""},
+		{"scheduler sh", func(s *Spec) { s.Services[0].Scheduler = "sh" }, ""},
+		{"scheduler maglev", func(s *Spec) { s.Services[0].Scheduler = "maglev" }, ""},
+		{"scheduler unknown", func(s *Spec) { s.Services[0].Scheduler = "fastest" },
+			`config: services[0].scheduler: "fastest": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"scheduler ipvs only", func(s *Spec) { s.Services[0].Scheduler = "wlc" },
+			`config: services[0].scheduler: "wlc": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"scheduler case", func(s *Spec) { s.Services[0].Scheduler = "RR" },
+			`config: services[0].scheduler: "RR": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"maint flows keep", func(s *Spec) { s.Services[0].MaintFlows = "keep" }, ""},
+		{"maint flows reset", func(s *Spec) { s.Services[0].MaintFlows = "reset" }, ""},
+		{"maint flows unknown", func(s *Spec) { s.Services[0].MaintFlows = "drop" },
+			`config: services[0].maint_flows: "drop": unknown maint flows policy (want keep or reset)`},
 		{"duplicate name", func(s *Spec) {
 			s.Services = append(s.Services, Service{Name: "web", VIP: a("198.18.0.101"), Ports: []uint16{80},
 				Backends: []Backend{{Addr: ap("198.18.0.21:8080"), Weight: 1}}})
@@ -84,6 +98,14 @@ func TestValidate(t *testing.T) {
 		{"weight max", func(s *Spec) { s.Services[0].Backends[0].Weight = 65535 }, ""},
 		{"weight high", func(s *Spec) { s.Services[0].Backends[0].Weight = 65536 }, `config: services[0].backends[0].weight: "65536": must be 0..65535`},
 		{"weight negative", func(s *Spec) { s.Services[0].Backends[0].Weight = -1 }, `config: services[0].backends[0].weight: "-1": must be 0..65535`},
+		{"state ready", func(s *Spec) { s.Services[0].Backends[0].State = "ready" }, ""},
+		{"state drain", func(s *Spec) { s.Services[0].Backends[0].State = "drain" }, ""},
+		{"state maint", func(s *Spec) { s.Services[0].Backends[1].State = "maint" }, ""},
+		{"state all maint", func(s *Spec) { s.Services[0].Backends[0].State, s.Services[0].Backends[1].State = "maint", "maint" }, ""},
+		{"state unknown", func(s *Spec) { s.Services[0].Backends[1].State = "down" },
+			`config: services[0].backends[1].state: "down": unknown state (want ready, drain or maint)`},
+		{"state case", func(s *Spec) { s.Services[0].Backends[0].State = "Drain" },
+			`config: services[0].backends[0].state: "Drain": unknown state (want ready, drain or maint)`},
 		{"health type unknown", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Type = "icmp" },
 			`config: services[0].health.type: "icmp": unknown health check type (want tcp, http or send-expect)`},
 		{"health http", func(s *Spec) { s.Health.Type = "http" }, ""},
@@ -136,6 +158,11 @@ func TestValidate(t *testing.T) {
 		{"health interval = timeout", func(s *Spec) { s.Health.Timeout = 2 * time.Second }, `config: health: interval 2s must be greater than timeout 2s`},
 		{"health rise 0", func(s *Spec) { s.Health.Rise = 0 }, `config: health.rise: "0": must be at least 1`},
 		{"health fall 0", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Fall = 0 }, `config: services[0].health.fall: "0": must be at least 1`},
+		{"health passive off", func(s *Spec) { s.Health.Passive = 0 }, ""},
+		{"health passive max", func(s *Spec) { s.Health.Passive = 10000 }, ""},
+		{"health passive high", func(s *Spec) { s.Health.Passive = 10001 }, `config: health.passive: "10001": must be 0..10000 (0 = off)`},
+		{"health passive negative", func(s *Spec) { s.Services[0].Health = s.Health; s.Services[0].Health.Passive = -1 },
+			`config: services[0].health.passive: "-1": must be 0..10000 (0 = off)`},
 		{"timeout syn 0", func(s *Spec) { s.Timeouts.SYN = 0 }, `config: timeouts.syn: "0s": must be greater than 0`},
 		{"timeout established", func(s *Spec) { s.Timeouts.Established = -1 }, `config: timeouts.established: "-1ns": must be greater than 0`},
 		{"timeout fin", func(s *Spec) { s.Timeouts.FIN = 0 }, `config: timeouts.fin: "0s": must be greater than 0`},
@@ -149,6 +176,25 @@ func TestValidate(t *testing.T) {
 		{"workers negative", func(s *Spec) { s.Workers = -1 }, `config: workers: "-1": must be 0..1024 (0 = one per CPU)`},
 		{"log level", func(s *Spec) { s.LogLevel = slog.LevelInfo + 2 }, `config: log.level: "INFO+2": unknown log level (want debug, info, warn or error)`},
 		{"log format", func(s *Spec) { s.LogFormat = "xml" }, `config: log.format: "xml": unknown log format (want text or json)`},
+		{"api off", func(s *Spec) { s.API = "off" }, ""},
+		{"api empty is default", func(s *Spec) { s.API = "" }, ""},
+		{"api any", func(s *Spec) { s.API = "0.0.0.0:9478" }, ""},
+		{"api lan", func(s *Spec) { s.API = "198.18.0.2:80" }, ""},
+		{"api ipv6 loopback", func(s *Spec) { s.API = "[::1]:9478" }, ""},
+		{"api ipv6 any", func(s *Spec) { s.API = "[::]:1" }, ""},
+		{"api port max", func(s *Spec) { s.API = "127.0.0.1:65535" }, ""},
+		{"api name", func(s *Spec) { s.API = "localhost:9478" }, `config: api: "localhost:9478": invalid address (want IP:PORT or off)`},
+		{"api off case", func(s *Spec) { s.API = "OFF" }, `config: api: "OFF": invalid address (want IP:PORT or off)`},
+		{"api no port", func(s *Spec) { s.API = "127.0.0.1" }, `config: api: "127.0.0.1": port required (IP:PORT or off)`},
+		{"api ipv6 no port", func(s *Spec) { s.API = "[::1]" }, `config: api: "[::1]": port required (IP:PORT or off)`},
+		{"api ipv6 bare", func(s *Spec) { s.API = "::1" }, `config: api: "::1": port required (IP:PORT or off)`},
+		{"api port only", func(s *Spec) { s.API = ":9478" }, `config: api: ":9478": invalid address (want IP:PORT or off)`},
+		{"api port 0", func(s *Spec) { s.API = "127.0.0.1:0" }, `config: api: "127.0.0.1:0": invalid port`},
+		{"api port high", func(s *Spec) { s.API = "[::1]:65536" }, `config: api: "[::1]:65536": invalid port`},
+		{"api port text", func(s *Spec) { s.API = "127.0.0.1:http" }, `config: api: "127.0.0.1:http": invalid port`},
+		{"api multicast", func(s *Spec) { s.API = "224.0.0.1:9478" }, `config: api: "224.0.0.1:9478": multicast address not allowed`},
+		{"api ipv6 multicast", func(s *Spec) { s.API = "[ff02::1]:9478" }, `config: api: "[ff02::1]:9478": multicast address not allowed`},
+		{"api broadcast", func(s *Spec) { s.API = "255.255.255.255:9478" }, `config: api: "255.255.255.255:9478": broadcast address not allowed`},
 		{"nat ports reversed", func(s *Spec) { s.NATPorts = PortRange{Lo: 5000, Hi: 4000} }, `config: nat_ports: "5000-4000": low port above high port`},
 		{"nat ports low", func(s *Spec) { s.NATPorts = PortRange{Lo: 1023, Hi: 4000} }, `config: nat_ports: "1023-4000": must start at 1024 or above`},
 		{"nat ports 1024", func(s *Spec) { s.NATPorts = PortRange{Lo: 1024, Hi: 1024} }, ""},
@@ -191,7 +237,7 @@ func TestValidate(t *testing.T) {
 func TestValidateNotSupported(t *testing.T) {
 	for _, edit := range []func(*Spec){
 		func(s *Spec) { s.Services[0].VIP = netip.MustParseAddr("2001:db8::1") },
-		func(s *Spec) { s.Services[0].Scheduler = "wrr" },
+		func(s *Spec) { s.Services[0].Backends[0].Addr = netip.MustParseAddrPort("[2001:db8::2]:80") },
 	} {
 		s := validSpec()
 		edit(&s)
@@ -201,6 +247,7 @@ func TestValidateNotSupported(t *testing.T) {
 	}
 	for _, edit := range []func(*Spec){
 		func(s *Spec) { s.Services[0].Scheduler = "rrr" },
+		func(s *Spec) { s.Services[0].Scheduler = "mh" }, // once reserved, now unknown
 		func(s *Spec) { s.Health.Type = "icmp" },
 	} {
 		s := validSpec()
@@ -225,14 +272,16 @@ func TestValidateFillsDefaults(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if s.LogFormat != "text" || s.Health != DefaultHealth() {
-		t.Errorf("spec defaults: log format %q, health %+v", s.LogFormat, s.Health)
+	if s.LogFormat != "text" || s.Health != DefaultHealth() || s.API != DefaultAPI {
+		t.Errorf("spec defaults: log format %q, health %+v, api %q", s.LogFormat, s.Health, s.API)
 	}
 	s0, s1 := s.Services[0], s.Services[1]
-	if s0.Name != "198.18.0.100:443" || s0.Scheduler != "rr" || s0.Mode != ModeFullNAT || s0.Health != DefaultHealth() {
+	if s0.Name != "198.18.0.100:443" || s0.Scheduler != "rr" || s0.MaintFlows != MaintFlowsKeep || s0.Mode != ModeFullNAT ||
+		s0.Health != DefaultHealth() || s0.Health.Passive != DefaultPassive || s0.Backends[0].State != StateReady {
 		t.Errorf("service 0 defaults: %+v", s0)
 	}
-	if s1.Health.Type != "tcp" || s1.Health.Interval != time.Second {
+	// A hand-built Health without Passive has passive checks off.
+	if s1.Health.Type != "tcp" || s1.Health.Interval != time.Second || s1.Health.Passive != 0 {
 		t.Errorf("service 1 keeps its own health: %+v", s1.Health)
 	}
 	// The http check's path and status default.

@@ -347,17 +347,17 @@ func (d *yamlDoc) boolean(path string, n *yaml.Node) (bool, *problem) {
 // The keys of each mapping, in the order they are decoded. Health comes
 // before services because services inherit from it.
 func topKeys() []string {
-	return []string{"interfaces", "snat", "nat_ports", "max_conns", "workers", "guard", "timeouts", "log", "health", "services"}
+	return []string{"interfaces", "snat", "nat_ports", "max_conns", "workers", "guard", "timeouts", "log", "api", "health", "services"}
 }
 func timeoutKeys() []string { return []string{"syn", "established", "fin", "time_wait", "close"} }
 func logKeys() []string     { return []string{"level", "format"} }
 func healthKeys() []string {
-	return []string{"type", "interval", "timeout", "rise", "fall", "port", "path", "status", "host", "send", "expect"}
+	return []string{"type", "interval", "timeout", "rise", "fall", "port", "passive", "path", "status", "host", "send", "expect"}
 }
 func serviceKeys() []string {
-	return []string{"name", "vip", "port", "ports", "mode", "scheduler", "health", "backends"}
+	return []string{"name", "vip", "port", "ports", "mode", "scheduler", "maint_flows", "health", "backends"}
 }
-func backendKeys() []string { return []string{"address", "weight"} }
+func backendKeys() []string { return []string{"address", "weight", "state"} }
 
 func (d *yamlDoc) spec(root *yaml.Node, s *Spec) *problem {
 	top := map[string]entry{}
@@ -397,6 +397,8 @@ func (d *yamlDoc) spec(root *yaml.Node, s *Spec) *problem {
 			p = d.timeouts(e.val, &s.Timeouts)
 		case "log":
 			p = d.log(e.val, s)
+		case "api":
+			s.API, p = d.str(key, e.val)
 		case "health":
 			p = d.health(key, e.val, &s.Health)
 		case "services":
@@ -531,6 +533,8 @@ func (d *yamlDoc) health(path string, n *yaml.Node, h *Health) *problem {
 			h.Fall, p = d.integer(fp, e.val)
 		case "port":
 			h.Port, p = d.port(fp, e.val, true)
+		case "passive":
+			h.Passive, p = d.integer(fp, e.val)
 		case "path":
 			h.Path, p = d.str(fp, e.val)
 		case "status":
@@ -637,6 +641,11 @@ func (d *yamlDoc) service(path string, n *yaml.Node, health Health) (Service, *p
 			return svc, p
 		}
 	}
+	if e, ok := f["maint_flows"]; ok {
+		if svc.MaintFlows, p = d.str(join(path, "maint_flows"), e.val); p != nil {
+			return svc, p
+		}
+	}
 	if e, ok := f["health"]; ok {
 		if p := d.health(join(path, "health"), e.val, &svc.Health); p != nil {
 			return svc, p
@@ -659,8 +668,9 @@ func (d *yamlDoc) service(path string, n *yaml.Node, health Health) (Service, *p
 	return svc, nil
 }
 
-// backend reads "IP[:PORT]" or {address: IP[:PORT], weight: N}. Either way
-// the address is recorded at path itself, where validate reports it.
+// backend reads "IP[:PORT]" or {address: IP[:PORT], weight: N, state: S}.
+// Either way the address is recorded at path itself, where validate reports
+// it. The short form is a ready backend of weight 1.
 func (d *yamlDoc) backend(path string, n *yaml.Node) (Backend, *problem) {
 	b := Backend{Weight: 1}
 	n, p := d.deref(path, n)
@@ -680,6 +690,11 @@ func (d *yamlDoc) backend(path string, n *yaml.Node) (Backend, *problem) {
 		addr = e.val
 		if e, ok := f["weight"]; ok {
 			if b.Weight, p = d.integer(join(path, "weight"), e.val); p != nil {
+				return b, p
+			}
+		}
+		if e, ok := f["state"]; ok {
+			if b.State, p = d.str(join(path, "state"), e.val); p != nil {
 				return b, p
 			}
 		}

@@ -25,25 +25,34 @@ func TestParseExample(t *testing.T) {
 	want.Interfaces = []string{"eth0"}
 	want.SNAT = []netip.Addr{netip.MustParseAddr("198.18.0.2")}
 	want.NATPorts = PortRange{Lo: 61000, Hi: 65535}
+	want.API = "127.0.0.1:9478"
 	want.Services = []Service{
 		{
 			Name: "web", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80, 443},
-			Mode: ModeFullNAT, Scheduler: "rr",
-			Health: Health{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3,
+			Mode: ModeFullNAT, Scheduler: "wrr", MaintFlows: MaintFlowsKeep,
+			Health: Health{Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3, Passive: 3,
 				Path: "/healthz", Status: 200, Host: "example.org"},
-			Backends: []Backend{{Addr: ap("198.18.0.21:0"), Weight: 1}, {Addr: ap("198.18.0.22:0"), Weight: 2}},
+			Backends: []Backend{
+				{Addr: ap("198.18.0.21:0"), Weight: 1, State: StateReady},
+				{Addr: ap("198.18.0.22:0"), Weight: 2, State: StateReady},
+				{Addr: ap("198.18.0.23:0"), Weight: 2, State: StateDrain},
+			},
 		},
 		{
 			Name: "198.18.0.101:8080", VIP: netip.MustParseAddr("198.18.0.101"), Ports: []uint16{8080},
-			Mode: ModeDNAT, Scheduler: "rr", Health: DefaultHealth(),
-			Backends: []Backend{{Addr: ap("198.18.0.31:80"), Weight: 1}, {Addr: ap("198.18.0.32:80"), Weight: 0}},
+			Mode: ModeDNAT, Scheduler: "maglev", MaintFlows: MaintFlowsReset, Health: DefaultHealth(),
+			Backends: []Backend{
+				{Addr: ap("198.18.0.31:80"), Weight: 1, State: StateReady},
+				{Addr: ap("198.18.0.32:80"), Weight: 0, State: StateReady},
+				{Addr: ap("198.18.0.33:80"), Weight: 1, State: StateMaint},
+			},
 		},
 		{
 			Name: "echo", VIP: netip.MustParseAddr("198.18.0.102"), Ports: []uint16{7000},
-			Mode: ModeFullNAT, Scheduler: "rr",
-			Health: Health{Type: "send-expect", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3,
+			Mode: ModeFullNAT, Scheduler: "rr", MaintFlows: MaintFlowsKeep,
+			Health: Health{Type: "send-expect", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Passive: 0,
 				Send: "HEALTH CHECK\r\n", Expect: "OK"},
-			Backends: []Backend{{Addr: ap("198.18.0.41:0"), Weight: 1}, {Addr: ap("198.18.0.42:0"), Weight: 1}},
+			Backends: []Backend{{Addr: ap("198.18.0.41:0"), Weight: 1, State: StateReady}, {Addr: ap("198.18.0.42:0"), Weight: 1, State: StateReady}},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -59,8 +68,8 @@ func TestParseDefaults(t *testing.T) {
 	want := Default()
 	want.Services = []Service{{
 		Name: "198.18.0.100:80", VIP: netip.MustParseAddr("198.18.0.100"), Ports: []uint16{80},
-		Scheduler: "rr", Health: DefaultHealth(),
-		Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:0"), Weight: 1}},
+		Scheduler: "rr", MaintFlows: MaintFlowsKeep, Health: DefaultHealth(),
+		Backends: []Backend{{Addr: netip.MustParseAddrPort("198.18.0.21:0"), Weight: 1, State: StateReady}},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -75,14 +84,17 @@ max_conns: 0x100
 log: {level: DEBUG, format: json}
 nat_ports: 40000
 timeouts: {established: 1h}
-health: {timeout: 300ms, rise: 1, port: 9000}
+health: {timeout: 300ms, rise: 1, port: 9000, passive: 10}
+api: '[::1]:9000'
 services:
   - vip: 198.18.0.100
     ports: [80, 443]
-    health: {fall: 5, port: 0}
+    health: {fall: 5, port: 0, passive: 0}
+    scheduler: lc
+    maint_flows: reset
     backends: &web
       - 198.18.0.21
-      - {address: 198.18.0.22, weight: 5}
+      - {address: 198.18.0.22, weight: 5, state: maint}
   - vip: "198.18.0.101"
     port: 80
     health: ~
@@ -93,11 +105,18 @@ services:
 		t.Fatal(err)
 	}
 	if s.Guard || s.Workers != 4 || s.MaxConns != 256 || s.LogLevel != slog.LevelDebug || s.LogFormat != "json" ||
-		s.NATPorts != (PortRange{Lo: 40000, Hi: 40000}) || s.Timeouts.Established != time.Hour || s.Timeouts.SYN != time.Minute {
+		s.NATPorts != (PortRange{Lo: 40000, Hi: 40000}) || s.Timeouts.Established != time.Hour || s.Timeouts.SYN != time.Minute ||
+		s.API != "[::1]:9000" {
 		t.Errorf("top level: %+v", s)
 	}
+	if svc := s.Services[0]; svc.Scheduler != "lc" || svc.MaintFlows != MaintFlowsReset || s.Services[1].MaintFlows != MaintFlowsKeep {
+		t.Errorf("scheduler %q, maint_flows %q and %q", svc.Scheduler, svc.MaintFlows, s.Services[1].MaintFlows)
+	}
+	if b := s.Services[1].Backends; b[0].State != StateReady || b[1].State != StateMaint {
+		t.Errorf("states: %+v", b)
+	}
 	h0 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 5}
-	h1 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 3, Port: 9000}
+	h1 := Health{Type: "tcp", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Rise: 1, Fall: 3, Port: 9000, Passive: 10}
 	if s.Services[0].Health != h0 || s.Services[1].Health != h1 {
 		t.Errorf("health: %+v, %+v", s.Services[0].Health, s.Services[1].Health)
 	}
@@ -146,8 +165,22 @@ func TestParseErrors(t *testing.T) {
 		{"ports duplicate", strings.Replace(svc, "port: 80", "ports:\n      - 80\n      - 80", 1), `config: t.yaml:6: services[0].ports[1]: "80": duplicate of services[0].ports[0] (line 5)`},
 		{"ports scalar", strings.Replace(svc, "port: 80", "ports: 80", 1), `config: t.yaml:4: services[0].ports: must be a list`},
 		{"mode", svc + "    mode: snat\n", `config: t.yaml:7: services[0].mode: "snat": unknown mode (want fullnat or dnat)`},
-		{"scheduler later", svc + "    scheduler: maglev\n", `config: t.yaml:7: services[0].scheduler: "maglev": not supported yet`},
-		{"scheduler unknown", svc + "    scheduler: 7\n", `config: t.yaml:7: services[0].scheduler: "7": unknown scheduler (want rr)`},
+		{"scheduler maglev", svc + "    scheduler: maglev\n", ""},
+		{"scheduler sh", svc + "    scheduler: sh\n", ""},
+		{"scheduler random", svc + "    scheduler: random\n", ""},
+		{"scheduler unknown", svc + "    scheduler: 7\n", `config: t.yaml:7: services[0].scheduler: "7": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"scheduler ipvs only", svc + "    scheduler: wlc\n", `config: t.yaml:7: services[0].scheduler: "wlc": unknown scheduler (want rr, wrr, lc, random, sh or maglev)`},
+		{"maint_flows reset", svc + "    maint_flows: reset\n", ""},
+		{"maint_flows unknown", svc + "    maint_flows: kill\n", `config: t.yaml:7: services[0].maint_flows: "kill": unknown maint flows policy (want keep or reset)`},
+		{"maint_flows bool", svc + "    maint_flows: true\n", `config: t.yaml:7: services[0].maint_flows: "true": unknown maint flows policy (want keep or reset)`},
+		{"maint_flows list", svc + "    maint_flows: [keep]\n", `config: t.yaml:7: services[0].maint_flows: must be a single value`},
+		{"maint_flows misspelt", svc + "    maint-flows: keep\n", `config: t.yaml:7: services[0]: unknown field "maint-flows"`},
+		{"state drain", svc + "      - {address: 198.18.0.22, state: drain}\n", ""},
+		{"state maint", svc + "      - address: 198.18.0.22\n        weight: 0\n        state: maint\n", ""},
+		{"state empty", svc + "      - {address: 198.18.0.22, state: ''}\n", ""},
+		{"state unknown", svc + "      - address: 198.18.0.22\n        state: down\n", `config: t.yaml:8: services[0].backends[1].state: "down": unknown state (want ready, drain or maint)`},
+		{"state null", svc + "      - {address: 198.18.0.22, state: }\n", `config: t.yaml:7: services[0].backends[1].state: value required`},
+		{"state short form", svc + "      - 198.18.0.22 drain\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.22 drain": invalid address`},
 		{"no backends", "services:\n  - vip: 198.18.0.100\n    port: 80\n    backends: []\n", `config: t.yaml:4: services[0].backends: at least one backend required`},
 		{"backends absent", "services:\n  - vip: 198.18.0.100\n    port: 80\n", `config: t.yaml:2: services[0].backends: at least one backend required`},
 		{"backend address", svc + "      - {address: 198.18.0.300:8080, weight: 2}\n", `config: t.yaml:7: services[0].backends[1]: "198.18.0.300:8080": invalid address`},
@@ -209,6 +242,11 @@ func TestParseErrors(t *testing.T) {
 		{"health rise 0", svc + "    health:\n      rise: 0\n", `config: t.yaml:8: services[0].health.rise: "0": must be at least 1`},
 		{"health fall", "health: {fall: -2}\n" + svc, `config: t.yaml:1: health.fall: "-2": must be at least 1`},
 		{"health port", "health: {port: 65536}\n" + svc, `config: t.yaml:1: health.port: "65536": invalid port`},
+		{"health passive off", "health: {passive: 0}\n" + svc, ""},
+		{"health passive high", "health: {passive: 10001}\n" + svc, `config: t.yaml:1: health.passive: "10001": must be 0..10000 (0 = off)`},
+		{"health passive negative", svc + "    health:\n      passive: -1\n", `config: t.yaml:8: services[0].health.passive: "-1": must be 0..10000 (0 = off)`},
+		{"health passive text", svc + "    health: {passive: off}\n", `config: t.yaml:7: services[0].health.passive: "off": must be an integer`},
+		{"health passive huge", "health: {passive: 1e9}\n" + svc, `config: t.yaml:1: health.passive: "1e9": must be an integer`},
 		{"health unknown", "health: {inter: 2s}\n" + svc, `config: t.yaml:1: health: unknown field "inter"`},
 		{"health scalar", "health: tcp\n" + svc, `config: t.yaml:1: health: must be a mapping (key: value)`},
 		{"timeouts syn", svc + "timeouts:\n  syn: 0s\n", `config: t.yaml:8: timeouts.syn: "0s": must be greater than 0`},
@@ -224,6 +262,16 @@ func TestParseErrors(t *testing.T) {
 		{"log level", "log: {level: trace}\n" + svc, `config: t.yaml:1: log.level: "trace": unknown log level (want debug, info, warn or error)`},
 		{"log format", "log:\n  format: xml\n" + svc, `config: t.yaml:2: log.format: "xml": unknown log format (want text or json)`},
 		{"log unknown", "log: {lvl: info}\n" + svc, `config: t.yaml:1: log: unknown field "lvl"`},
+		{"api off", "api: off\n" + svc, ""},
+		{"api ipv6", "api: '[::1]:9478'\n" + svc, ""},
+		{"api any", svc + "api: 0.0.0.0:9478\n", ""},
+		{"api name", "api: localhost:9478\n" + svc, `config: t.yaml:1: api: "localhost:9478": invalid address (want IP:PORT or off)`},
+		{"api bool", "api: false\n" + svc, `config: t.yaml:1: api: "false": invalid address (want IP:PORT or off)`},
+		{"api no port", "api: 127.0.0.1\n" + svc, `config: t.yaml:1: api: "127.0.0.1": port required (IP:PORT or off)`},
+		{"api port", "api: 127.0.0.1:99999\n" + svc, `config: t.yaml:1: api: "127.0.0.1:99999": invalid port`},
+		{"api multicast", "api: 239.0.0.1:9478\n" + svc, `config: t.yaml:1: api: "239.0.0.1:9478": multicast address not allowed`},
+		{"api null", "api:\n" + svc, `config: t.yaml:1: api: value required`},
+		{"api mapping", "api: {addr: 127.0.0.1:9478}\n" + svc, `config: t.yaml:1: api: must be a single value`},
 		{"nat_ports syntax", "nat_ports: 1000:2000\n" + svc, `config: t.yaml:1: nat_ports: "1000:2000": invalid port range (want LO-HI, a single port or auto)`},
 		{"nat_ports low", "nat_ports: 80-90\n" + svc, `config: t.yaml:1: nat_ports: "80-90": must start at 1024 or above`},
 		{"nat_ports reversed", "nat_ports: 3000-2000\n" + svc, `config: t.yaml:1: nat_ports: "3000-2000": low port above high port`},
@@ -260,7 +308,7 @@ func TestParseErrors(t *testing.T) {
 // how services inherit them.
 func TestParseHealth(t *testing.T) {
 	doc := `
-health: {type: http, path: /healthz, host: example.org, interval: 3s}
+health: {type: http, path: /healthz, host: example.org, interval: 3s, passive: 7}
 services:
   - vip: 198.18.0.100
     port: 80
@@ -292,7 +340,8 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := Health{Interval: 3 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	// passive is inherited like the other fields, across a type change too.
+	base := Health{Interval: 3 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Passive: 7}
 	with := func(edit func(h *Health)) Health {
 		h := base
 		edit(&h)
@@ -318,7 +367,7 @@ services:
 }
 
 func TestParseNotSupported(t *testing.T) {
-	_, err := Parse("t.yaml", []byte("services: [{vip: 198.18.0.1, port: 80, scheduler: wrr, backends: [198.18.0.2]}]"))
+	_, err := Parse("t.yaml", []byte("services: [{vip: '2001:db8::1', port: 80, scheduler: wrr, backends: ['2001:db8::2']}]"))
 	if !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("Parse() = %v, want an error wrapping ErrNotSupported", err)
 	}
