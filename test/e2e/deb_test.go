@@ -7,10 +7,12 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -379,5 +381,239 @@ func dpkg(args ...string) (string, error) {
 			return out + stderr, fmt.Errorf("exit code %d", code)
 		}
 		time.Sleep(2 * time.Second)
+	}
+}
+
+// debootstrapTimeout bounds building the minimal Debian root once (about
+// 90 s here: some 100 packages from the host's Debian mirror).
+const debootstrapTimeout = 10 * time.Minute
+
+// sysrootPackages are what the throw-away root needs beyond debootstrap's
+// minbase: systemd as its init, procps for the unit's /bin/kill.
+const sysrootPackages = "systemd,systemd-sysv,procps"
+
+// sysrootCache keeps one debootstrapped root between runs (a /var/tmp file
+// survives reboots, FHS 3.0); tests boot copies of it.
+func sysrootCache(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"debootstrap", "systemd-nspawn", "nsenter", "cp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed to boot the unit under systemd (apt-get install debootstrap systemd-container util-linux): %v", tool, err)
+		}
+	}
+	suite := osRelease(t)["VERSION_CODENAME"]
+	if suite == "" {
+		t.Fatal("no VERSION_CODENAME in /etc/os-release: not a Debian host")
+	}
+	dir := filepath.Join("/var/tmp", "l4t-sysroot-"+suite)
+	done := filepath.Join(dir, ".l4t-complete")
+	if _, err := os.Stat(done); err == nil {
+		return dir
+	}
+	os.RemoveAll(dir) // an incomplete one
+	tmp, err := os.MkdirTemp("/var/tmp", "l4t-sysroot-build-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	t.Logf("debootstrap %s (minbase + %s): once, kept in %s", suite, sysrootPackages, dir)
+	// No mirror argument: debootstrap's default Debian mirror.
+	runIn(t, "/", debootstrapTimeout, "debootstrap", "--variant=minbase", "--include="+sysrootPackages, suite, filepath.Join(tmp, "root"))
+	if err := os.WriteFile(filepath.Join(tmp, "root", ".l4t-complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "root"), dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// osRelease reads /etc/os-release.
+func osRelease(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = strings.Trim(v, `"`)
+		}
+	}
+	return m
+}
+
+// container is a systemd booted by systemd-nspawn in a test namespace.
+type container struct {
+	*Proc
+	leader int // the container's PID 1, as the host sees it
+}
+
+// exec runs a command inside every namespace of the container.
+func (c *container) exec(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, stderr, code, err := execute(CommandTimeout, "nsenter", append([]string{"-t", fmt.Sprint(c.leader), "-a"}, args...)...)
+	if err != nil {
+		t.Fatalf("nsenter %v: %v", args, err)
+	}
+	return out + stderr, code
+}
+
+// pidNS is the PID namespace of a process, as a comparable link target.
+func pidNS(pid int) string {
+	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	return ns
+}
+
+// hostPID finds the host PID of the container's process called comm.
+func (c *container) hostPID(t *testing.T, comm string) int {
+	t.Helper()
+	want := pidNS(c.leader)
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == c.leader {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm && pidNS(pid) == want {
+			return pid
+		}
+	}
+	t.Fatalf("no %s process in the container", comm)
+	return 0
+}
+
+// bootTimeout bounds the container's boot until l4raw forwards, and its
+// shutdown (a few seconds each here).
+const bootTimeout = 60 * time.Second
+
+// TestSystemdService: the amd64 package installed in a minimal Debian root,
+// its unit enabled, and that root booted with systemd in the LAN's balancer
+// namespace: l4raw starts as a dynamic user with only CAP_NET_RAW and
+// CAP_NET_ADMIN under the unit's whole sandbox (seccomp filter, read-only
+// system, ProtectKernelTunables), forwards round robin, survives "systemctl
+// reload", and "systemctl stop" removes its guard.
+func TestSystemdService(t *testing.T) {
+	requireRoot(t)
+	pkg := buildDeb(t)
+	cache := sysrootCache(t)
+
+	root := filepath.Join(t.TempDir(), "root")
+	runIn(t, "/", CommandTimeout, "cp", "-a", cache, root)
+	runIn(t, "/", CommandTimeout, "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", root,
+		"--bind-ro="+pkg.path+":/run/l4raw.deb", "dpkg", "-i", "/run/l4raw.deb")
+
+	lan := NewLAN(t, 3)
+	lan.LB.Run(t, "ip", "addr", "add", lan.VIP.String()+"/32", "dev", lan.Ifname)
+	lan.StartBackends(t, 8080)
+	cfg := fmt.Sprintf("services:\n  - name: web\n    vip: %s\n    port: 80\n    backends: [%s, %s, %s]\n",
+		lan.VIP, lan.BackendAddrs(8080)[0], lan.BackendAddrs(8080)[1], lan.BackendAddrs(8080)[2])
+	if err := os.WriteFile(filepath.Join(root, "etc/l4raw/l4raw.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/lib/systemd/system/l4raw.service", filepath.Join(wants, "l4raw.service")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The container shares the balancer's network namespace (ip netns exec
+	// starts nspawn there, and nspawn keeps it), but needs this process's
+	// mount namespace: ip netns exec mounts a sysfs without the cgroup file
+	// systems nspawn looks for. nspawn drops CAP_NET_ADMIN from the
+	// container unless told, as a host would not.
+	c := &container{Proc: lan.LB.Start(t, "nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", os.Getpid()), "--",
+		"systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--capability=CAP_NET_ADMIN", "--boot", "-D", root)}
+	// An orderly shutdown; if systemd does not take it, the harness's
+	// SIGTERM to nspawn (then SIGKILL) ends the container.
+	t.Cleanup(func() {
+		if c.Running() && c.leader != 0 {
+			if _, code := c.exec(t, "systemctl", "poweroff"); code == 0 {
+				c.Wait(bootTimeout)
+			}
+		}
+	})
+	for deadline := time.Now().Add(bootTimeout); c.leader == 0; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", c.Pid(), c.Pid()))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			fmt.Sscan(f[0], &c.leader)
+		}
+		if !c.Running() || time.Now().After(deadline) {
+			t.Fatalf("systemd-nspawn started no container: %s", c.Output())
+		}
+	}
+	journal := func() string { out, _ := c.exec(t, "journalctl", "-u", "l4raw", "--no-pager", "-o", "cat"); return out }
+	t.Cleanup(func() {
+		if t.Failed() && c.Running() {
+			t.Logf("journal of l4raw.service:\n%s", journal())
+		}
+	})
+	// Until l4raw says it forwards; a failed start (Restart=on-failure
+	// counts it) ends the wait at once.
+	for deadline := time.Now().Add(bootTimeout); !strings.Contains(journal(), "msg=forwarding"); time.Sleep(250 * time.Millisecond) {
+		// systemctl fails until the container's systemd listens.
+		if out, code := c.exec(t, "systemctl", "show", "-p", "NRestarts", "--value", "l4raw"); code == 0 && strings.TrimSpace(out) != "0" {
+			t.Fatalf("l4raw.service failed to start (NRestarts=%s)", strings.TrimSpace(out))
+		}
+		if !c.Running() || time.Now().After(deadline) {
+			t.Fatalf("l4raw.service not forwarding within %v", bootTimeout)
+		}
+	}
+	lan.Client.WaitConnect(t, netip.AddrPortFrom(lan.VIP, 80), 5*time.Second)
+
+	s := lan.Client.EchoGet(t, vipURL(lan.VIP), 300, 1)
+	if s.OK != 300 {
+		t.Fatalf("%d of 300 ok: %+v", s.OK, s.Errors)
+	}
+	for i := 1; i <= 3; i++ {
+		if got := s.Backends[fmt.Sprintf("be%d", i)]; got != 100 {
+			t.Errorf("be%d answered %d, want 100 (spread %v)", i, got, s.Backends)
+		}
+	}
+
+	st := procStatus(t, c.hostPID(t, "l4raw"))
+	if uid := strings.Fields(st["Uid"]); len(uid) == 0 || uid[0] == "0" {
+		t.Errorf("l4raw runs with Uid %q, want a dynamic user", st["Uid"])
+	}
+	for _, set := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb"} {
+		if v, err := strconv.ParseUint(st[set], 16, 64); err != nil || v != netCaps {
+			t.Errorf("l4raw %s = %s, want %016x (CAP_NET_ADMIN, CAP_NET_RAW only)", set, st[set], netCaps)
+		}
+	}
+	if st["NoNewPrivs"] != "1" || st["Seccomp"] != "2" {
+		t.Errorf("NoNewPrivs %q, Seccomp %q; want 1 and 2 (a filter)", st["NoNewPrivs"], st["Seccomp"])
+	}
+
+	if out, code := c.exec(t, "systemctl", "reload", "l4raw"); code != 0 {
+		t.Errorf("systemctl reload l4raw: exit %d: %s", code, out)
+	}
+	if out, _ := c.exec(t, "systemctl", "is-active", "l4raw"); strings.TrimSpace(out) != "active" {
+		t.Errorf("after reload: %s", out)
+	}
+	if !guardTable(t, lan.LB) {
+		t.Error("no guard table while the service runs")
+	}
+	if out, code := c.exec(t, "systemctl", "stop", "l4raw"); code != 0 {
+		t.Errorf("systemctl stop l4raw: exit %d: %s", code, out)
+	}
+	if guardTable(t, lan.LB) {
+		t.Error("guard table left after systemctl stop")
+	}
+	j := journal()
+	for _, want := range []string{"msg=forwarding", "SIGHUP", "guard removed", "conns_new"} {
+		if !strings.Contains(j, want) {
+			t.Errorf("journal of l4raw.service has no %q", want)
+		}
+	}
+	c.exec(t, "systemctl", "poweroff")
+	if _, err := c.Wait(bootTimeout); err != nil {
+		t.Errorf("container did not power off: %v", err)
 	}
 }
