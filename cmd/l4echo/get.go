@@ -189,13 +189,14 @@ func (s summary) text() string {
 }
 
 func runGet(e env, args []string) int {
-	fs := newFlagSet("get", "--url URL [--count N] [--parallel P] [--timeout D] [--json]")
+	fs := newFlagSet("get", "--url URL [--count N] [--parallel P] [--timeout D] [--expect-backends N] [--json]")
 	rawURL := fs.String("url", "", "`URL` to request (http only)")
 	count := fs.Int("count", 1, "number of requests, each on a new TCP connection")
 	parallel := fs.Int("parallel", 1, "requests in flight at a time")
 	timeout := fs.Duration("timeout", 2*time.Second, "bound on each request, connect to last byte")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
 	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
+	expect := fs.Int("expect-backends", 0, "fail unless at least `N` distinct backends answered")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
@@ -203,6 +204,9 @@ func runGet(e env, args []string) int {
 	u, err := parseHTTPURL(*rawURL)
 	if err != nil {
 		return usageError(e, fs, "--url %q: %v", *rawURL, err)
+	}
+	if *expect < 0 {
+		return usageError(e, fs, "--expect-backends %d: must not be negative", *expect)
 	}
 	if *count < 1 {
 		return usageError(e, fs, "--count %d: must be at least 1", *count)
@@ -239,6 +243,10 @@ func runGet(e env, args []string) int {
 		fmt.Fprint(e.stdout, s.text())
 	}
 	if s.OK != s.Count {
+		return exitFail
+	}
+	if len(s.Backends) < *expect {
+		fmt.Fprintf(e.stderr, "l4echo get: %d backends answered, want at least %d\n", len(s.Backends), *expect)
 		return exitFail
 	}
 	return exitOK

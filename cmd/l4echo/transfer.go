@@ -52,7 +52,7 @@ func gbps(n uint64, d time.Duration) float64 {
 var errMismatch = errors.New("data mismatch")
 
 // download fetches /bytes?n=N&seed=S from base and checks every byte.
-func download(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration) transferResult {
+func download(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration, rate uint64) transferResult {
 	u := *base
 	u.Path, u.RawQuery = "/bytes", url.Values{"n": {strconv.FormatUint(n, 10)}, "seed": {strconv.FormatUint(seed, 10)}}.Encode()
 	res := transferResult{Op: "download", URL: u.String(), MismatchOffset: -1}
@@ -80,7 +80,16 @@ func download(ctx context.Context, e env, base *url.URL, n, seed uint64, idle ti
 		}
 		s := stream{seed: seed}
 		buf := make([]byte, chunkSize)
+		if rate > 0 && rate/20 < uint64(len(buf)) {
+			buf = buf[:max(rate/20, 1)] // about 20 reads a second
+		}
 		for res.Bytes < n {
+			if rate > 0 {
+				// Read no faster than rate: TCP flow control slows the sender.
+				if ahead := time.Duration(float64(res.Bytes)/float64(rate)*float64(time.Second)) - time.Since(start); ahead > 0 {
+					time.Sleep(ahead)
+				}
+			}
 			k, err := resp.Body.Read(buf[:min(uint64(len(buf)), n-res.Bytes)])
 			if i := s.verify(buf[:k], res.Bytes); i >= 0 {
 				res.MismatchOffset = int64(res.Bytes) + int64(i)
@@ -116,7 +125,7 @@ func streamSHA256(n, seed uint64) string {
 // upload posts n stream bytes to /sink and compares the server's count and
 // sha256. The expected hash is computed before the clock starts, so the rate
 // measures the transfer, not the client's hashing.
-func upload(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration) transferResult {
+func upload(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration, _ uint64) transferResult {
 	u := *base
 	u.Path, u.RawQuery = "/sink", ""
 	res := transferResult{Op: "upload", URL: u.String(), MismatchOffset: -1}
@@ -191,14 +200,18 @@ func runUpload(e env, args []string) int {
 	return runTransfer(e, "upload", args, upload)
 }
 
-type transferFunc func(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration) transferResult
+type transferFunc func(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time.Duration, rate uint64) transferResult
 
 func runTransfer(e env, cmd string, args []string, do transferFunc) int {
-	fs := newFlagSet(cmd, "--url URL --bytes N [--seed S] [--timeout D] [--json]")
+	fs := newFlagSet(cmd, "--url URL --bytes N [--seed S] [--timeout D] [--rate N] [--json]")
 	rawURL := fs.String("url", "", "base `URL` of an l4echo server (http only; the path is replaced)")
 	var n sizeFlag
 	fs.Var(&n, "bytes", "`size` to transfer: 1048576, 64KiB, 256MiB, 1G, ...")
 	seed := fs.Uint64("seed", 1, "seed of the byte stream")
+	var rate sizeFlag
+	if cmd == "download" {
+		fs.Var(&rate, "rate", "read at most `N` bytes a second (e.g. 16MiB), for a long transfer; 0: as fast as possible")
+	}
 	idle := fs.Duration("timeout", 5*time.Second, "give up when no data moved for this long")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	cc := fs.String("cc", "", "TCP congestion control `ALG` of this program's sockets (default: the system's)")
@@ -216,7 +229,7 @@ func runTransfer(e env, cmd string, args []string, do transferFunc) int {
 	if *idle <= 0 {
 		return usageError(e, fs, "--timeout %v: must be positive", *idle)
 	}
-	res := do(e.ctx, e, u, uint64(n), *seed, *idle)
+	res := do(e.ctx, e, u, uint64(n), *seed, *idle, uint64(rate))
 	if *asJSON {
 		out, _ := json.Marshal(res)
 		fmt.Fprintf(e.stdout, "%s\n", out)

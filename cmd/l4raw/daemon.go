@@ -6,40 +6,59 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/l4raw/l4raw/pkg/api"
 	"github.com/l4raw/l4raw/pkg/config"
 	"github.com/l4raw/l4raw/pkg/conntrack"
 	"github.com/l4raw/l4raw/pkg/datapath"
 	"github.com/l4raw/l4raw/pkg/firewall"
 	"github.com/l4raw/l4raw/pkg/forward"
 	"github.com/l4raw/l4raw/pkg/health"
-	"github.com/l4raw/l4raw/pkg/nat"
 	"github.com/l4raw/l4raw/pkg/neigh"
 )
 
 // daemon wires the packages together for one run.
 type daemon struct {
-	spec config.Spec
-	log  *slog.Logger
-	out  io.Writer
+	log     *slog.Logger
+	out     io.Writer
+	cfgFile string // "" when started from flags
+	started time.Time
 
 	res     *neigh.Resolver
 	eng     *forward.Engine
 	tracker *neigh.Tracker
 	checker *health.Checker
 	guard   *firewall.Guard
+	tcp     *health.TCPProber // shared, so a target's prober compares equal across reloads
 
-	plan  plan
-	lanes []*lane
+	// mu serialises changes (reload, API) and guards what they change.
+	mu        sync.Mutex
+	spec      config.Spec
+	plan      plan
+	lanes     map[int][]*lane // by interface index
+	targetIDs map[string]int  // health target key -> stable ID
+	lanesWG   sync.WaitGroup
+	laneErrs  chan error
+
+	hmu    sync.Mutex
+	health map[int]*healthState // by target ID
+	// endpoints maps health target IDs to the backend endpoints they cover.
+	// Health events read it without d.mu: a reload holds d.mu while it
+	// waits for the checker, whose events must not wait for d.mu.
+	endpoints atomic.Pointer[map[int][]netip.AddrPort]
 }
 
 type lane struct {
@@ -48,23 +67,16 @@ type lane struct {
 	l  *datapath.Lane
 }
 
-// plan is the environment-dependent part of the set-up, worked out before
-// anything is changed.
-type plan struct {
-	ifaces    []forward.Iface
-	snat      []netip.Addr
-	natPorts  nat.PortRange
-	local     []netip.Addr // the host's own addresses toward the backends
-	setup     forward.Setup
-	guard     firewall.Spec
-	filter    datapath.FilterSpec
-	endpoints map[int][]netip.AddrPort // health target ID -> backend endpoints it covers
-	targets   []health.Target
-	backends  []netip.Addr // distinct backend addresses, for next hops
+type healthState struct {
+	known, up bool
+	reason    string
+	latency   time.Duration
 }
 
-func newDaemon(spec config.Spec, log *slog.Logger, out io.Writer) *daemon {
-	return &daemon{spec: spec, log: log, out: out}
+func newDaemon(spec config.Spec, log *slog.Logger, out io.Writer, cfgFile string) *daemon {
+	return &daemon{spec: spec, log: log, out: out, cfgFile: cfgFile, started: time.Now(),
+		tcp: &health.TCPProber{}, lanes: map[int][]*lane{}, targetIDs: map[string]int{}, health: map[int]*healthState{},
+		laneErrs: make(chan error, 64)}
 }
 
 // permErr turns EPERM into a message naming the missing capability.
@@ -87,22 +99,28 @@ func (d *daemon) run() error {
 		return permErr("netlink", "CAP_NET_ADMIN", err)
 	}
 	defer d.res.Close()
-	if d.plan, err = d.makePlan(); err != nil {
+	if d.plan, err = d.makePlan(d.spec); err != nil {
 		return err
+	}
+	d.endpoints.Store(&d.plan.endpoints)
+	var apiLn net.Listener
+	if d.spec.API != "off" {
+		if apiLn, err = net.Listen("tcp", d.spec.API); err != nil {
+			return usagef("--api %s: %v", d.spec.API, err)
+		}
+		defer apiLn.Close()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	defer cancel()
 
-	lanes := len(d.plan.ifaces) * d.workers()
 	d.tracker = d.res.NewTracker(d.onHop)
 	d.eng = forward.New(forward.Config{
 		MaxConns: d.spec.MaxConns,
 		Timeouts: conntrack.Timeouts(d.spec.Timeouts),
-		Workers:  lanes,
+		Workers:  d.workers(),
 		Log:      d.log,
 		Kick:     d.tracker.Kick,
 	})
@@ -111,17 +129,19 @@ func (d *daemon) run() error {
 	}
 
 	// Next hops first, so the first SYNs find a MAC to go to.
-	d.resolveAll(ctx)
+	d.resolveAll(ctx, d.plan.backends)
 	d.tracker.SetTargets(d.plan.backends)
 	bg.Add(1)
 	go func() { defer bg.Done(); _ = d.tracker.Run(ctx) }()
 
 	// One round of health checks decides who takes the first connections.
-	d.checker = health.New(d.log, &health.TCPProber{}, d.onHealth)
+	d.checker = health.New(d.log, d.tcp, d.onHealth)
 	d.checker.SetTargets(d.plan.targets)
 	d.checker.Initial(ctx)
 	bg.Add(1)
 	go func() { defer bg.Done(); d.checker.Run(ctx) }()
+	bg.Add(1)
+	go func() { defer bg.Done(); d.passiveHealth(ctx) }()
 
 	if d.spec.Guard {
 		if err := d.installGuard(); err != nil {
@@ -132,27 +152,29 @@ func (d *daemon) run() error {
 		d.log.Warn("guard disabled (--no-guard): keep the kernel out yourself, see scripts/setup.sh", "vip", d.plan.guard.Dst)
 	}
 
-	if err := d.openLanes(); err != nil {
-		d.closeLanes()
+	d.mu.Lock()
+	err = d.syncLanes(d.plan)
+	d.mu.Unlock()
+	if err != nil {
+		d.closeAllLanes()
 		return err
 	}
 	stopExpiry := make(chan struct{})
 	bg.Add(1)
 	go func() { defer bg.Done(); d.eng.RunExpiry(stopExpiry, 100*time.Millisecond) }()
 
-	errc := make(chan error, len(d.lanes))
-	var lanesDone sync.WaitGroup
-	for _, l := range d.lanes {
-		lanesDone.Add(1)
-		go func(l *lane) {
-			defer lanesDone.Done()
-			if err := l.l.Run(); err != nil {
-				errc <- fmt.Errorf("interface %d: %w", l.rx.Ifindex(), err)
+	if apiLn != nil {
+		srv := api.NewServer(controller{d}, d.log)
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := srv.Serve(ctx, apiLn); err != nil {
+				d.log.Error("api", "err", err)
 			}
-		}(l)
+		}()
 	}
 	d.log.Info("forwarding", "services", d.serviceList(), "interfaces", d.ifaceNames(), "snat", d.plan.snat,
-		"nat_ports", d.plan.natPorts.String(), "workers", d.workers(), "max_conns", d.spec.MaxConns)
+		"nat_ports", d.plan.natPorts.String(), "workers", d.workers(), "max_conns", d.spec.MaxConns, "api", d.spec.API)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
@@ -166,18 +188,19 @@ loop:
 			case syscall.SIGUSR1:
 				d.printCounters()
 			case syscall.SIGHUP:
-				d.log.Warn("SIGHUP: configuration reload is not supported yet; restart l4raw to apply changes")
+				if err := d.reload(); err != nil {
+					d.log.Error("reload refused; the running configuration stays", "err", err)
+				}
 			default:
 				d.log.Info("stopping", "signal", s.String())
 				break loop
 			}
-		case err := <-errc:
+		case err := <-d.laneErrs:
 			runErr = err
 			break loop
 		}
 	}
-	d.closeLanes()
-	lanesDone.Wait()
+	d.closeAllLanes()
 	close(stopExpiry)
 	cancel()
 	d.printCounters()
@@ -189,6 +212,95 @@ func (d *daemon) workers() int {
 		return d.spec.Workers
 	}
 	return runtime.NumCPU()
+}
+
+// reload re-reads the config file and applies the difference.
+func (d *daemon) reload() error {
+	if d.cfgFile == "" {
+		return invalid(errors.New("started without --config: nothing to reload"))
+	}
+	data, err := os.ReadFile(d.cfgFile)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	spec, err := config.Parse(d.cfgFile, data)
+	if err != nil {
+		return invalid(fmt.Errorf("reload: %w", err))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.applyLocked(spec); err != nil {
+		return err
+	}
+	d.log.Info("reloaded", "file", d.cfgFile, "services", d.serviceList())
+	return nil
+}
+
+// applyLocked makes spec the running configuration: connections keep their
+// backends, new services and ports start, removed ones stop, the guard and
+// the filters are replaced atomically. Settings that only a restart can
+// change are refused. The caller holds d.mu.
+func (d *daemon) applyLocked(spec config.Spec) error {
+	cur := d.spec
+	switch {
+	case spec.MaxConns != cur.MaxConns:
+		return invalid(errors.New("max_conns cannot change at run time (restart l4raw)"))
+	case spec.Workers != cur.Workers:
+		return invalid(errors.New("workers cannot change at run time (restart l4raw)"))
+	case spec.API != cur.API:
+		return invalid(errors.New("api cannot change at run time (restart l4raw)"))
+	case spec.Guard != cur.Guard:
+		return invalid(errors.New("guard cannot change at run time (restart l4raw)"))
+	}
+	p, err := d.makePlan(spec)
+	if err != nil {
+		return invalid(err)
+	}
+	if p.natPorts != d.plan.natPorts || !slices.Equal(p.snat, d.plan.snat) {
+		return invalid(fmt.Errorf("SNAT addresses and NAT ports cannot change at run time (now %v %s, asked %v %s; restart l4raw)",
+			d.plan.snat, d.plan.natPorts, p.snat, p.natPorts))
+	}
+	if err := d.eng.Apply(p.setup); err != nil {
+		return invalid(err)
+	}
+	d.eng.Table().SetTimeouts(conntrack.Timeouts(spec.Timeouts))
+	if d.guard != nil {
+		// Before the filters: a new VIP is dropped by the kernel before
+		// l4raw takes it, never the other way round.
+		if err := d.guard.Apply(p.guard); err != nil {
+			d.log.Error("update guard table", "err", err)
+		}
+	}
+	if err := d.syncLanes(p); err != nil {
+		d.log.Error("update sockets", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), neigh.DefaultResolveTimeout)
+	d.resolveAll(ctx, newAddrs(d.plan.backends, p.backends))
+	cancel()
+	d.tracker.SetTargets(p.backends)
+	d.endpoints.Store(&p.endpoints)
+	d.checker.SetTargets(p.targets)
+	d.spec, d.plan = spec, p
+	return nil
+}
+
+// invalidError is a change refused because of what was asked: its text is
+// the reason alone, and it matches api.ErrInvalid (HTTP 400).
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{e.err, api.ErrInvalid} }
+
+func invalid(err error) error { return invalidError{err} }
+
+func newAddrs(old, cur []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range cur {
+		if !slices.Contains(old, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (d *daemon) installGuard() error {
@@ -228,53 +340,113 @@ func fanoutID(ifindex int) uint16 {
 	return id
 }
 
-func (d *daemon) openLanes() error {
-	prog, err := datapath.BuildFilter(d.plan.filter)
+// syncLanes makes the lanes match p: the filter of every socket is replaced,
+// interfaces new to p get lanes, interfaces p no longer uses lose theirs.
+// Lane i of every interface shares worker i: a worker's counters are atomic,
+// and the interface set may change at run time. The caller holds d.mu.
+func (d *daemon) syncLanes(p plan) error {
+	prog, err := datapath.BuildFilter(p.filter)
 	if err != nil {
 		return usageError{err}
 	}
+	want := map[int]bool{}
+	for _, ifc := range p.ifaces {
+		want[ifc.Index] = true
+	}
+	for idx, ls := range d.lanes {
+		if !want[idx] {
+			d.stopLanes(ls)
+			delete(d.lanes, idx)
+			continue
+		}
+		for _, l := range ls {
+			if err := l.rx.SetFilter(prog); err != nil {
+				return err
+			}
+		}
+	}
 	w := d.workers()
-	for _, ifc := range d.plan.ifaces {
-		for i := 0; i < w; i++ {
-			opt := datapath.Options{}
-			if w > 1 {
-				opt.FanoutID = fanoutID(ifc.Index)
-			}
-			rx, err := datapath.ListenRx(ifc.Index, prog, opt)
-			if err != nil {
-				return permErr("packet socket on "+ifc.Name, "CAP_NET_RAW", err)
-			}
-			tx, err := datapath.ListenTx()
-			if err != nil {
-				rx.Close()
-				return permErr("packet socket", "CAP_NET_RAW", err)
-			}
-			worker := d.eng.Worker(len(d.lanes))
-			d.lanes = append(d.lanes, &lane{rx: rx, tx: tx, l: datapath.NewLane(rx, tx, worker, datapath.DefaultBatch)})
+	for _, ifc := range p.ifaces {
+		if _, ok := d.lanes[ifc.Index]; ok {
+			continue
+		}
+		ls, err := d.openLanes(ifc, prog, w)
+		if err != nil {
+			return err
+		}
+		d.lanes[ifc.Index] = ls
+		for _, l := range ls {
+			d.lanesWG.Add(1)
+			go func(l *lane, name string) {
+				defer d.lanesWG.Done()
+				err := l.l.Run()
+				l.tx.Close()
+				if err != nil {
+					d.laneErrs <- fmt.Errorf("interface %s: %w", name, err)
+				}
+			}(l, ifc.Name)
 		}
 	}
 	return nil
 }
 
-func (d *daemon) closeLanes() {
-	for _, l := range d.lanes {
-		l.rx.Close()
-	}
-	// The send sockets close once every lane has returned; closing one
-	// under a running lane would only turn its last batch into an error.
-	go func(ls []*lane) {
-		time.Sleep(100 * time.Millisecond)
-		for _, l := range ls {
-			l.tx.Close()
+func (d *daemon) openLanes(ifc forward.Iface, prog []bpf.Instruction, w int) ([]*lane, error) {
+	var ls []*lane
+	for i := 0; i < w; i++ {
+		opt := datapath.Options{}
+		if w > 1 {
+			opt.FanoutID = fanoutID(ifc.Index)
 		}
-	}(d.lanes)
+		rx, err := datapath.ListenRx(ifc.Index, prog, opt)
+		if err != nil {
+			d.stopLanes(ls)
+			return nil, permErr("packet socket on "+ifc.Name, "CAP_NET_RAW", err)
+		}
+		tx, err := datapath.ListenTx()
+		if err != nil {
+			rx.Close()
+			d.stopLanes(ls)
+			return nil, permErr("packet socket", "CAP_NET_RAW", err)
+		}
+		ls = append(ls, &lane{rx: rx, tx: tx, l: datapath.NewLane(rx, tx, d.eng.Worker(i), datapath.DefaultBatch)})
+	}
+	return ls, nil
 }
 
-// resolveAll resolves every backend's next hop once, all at the same time,
+// stopLanes closes the lanes' receive sockets; each lane then returns and
+// closes its send socket.
+func (d *daemon) stopLanes(ls []*lane) {
+	for _, l := range ls {
+		l.rx.Close()
+	}
+}
+
+func (d *daemon) closeAllLanes() {
+	d.mu.Lock()
+	for idx, ls := range d.lanes {
+		d.stopLanes(ls)
+		delete(d.lanes, idx)
+	}
+	d.mu.Unlock()
+	d.lanesWG.Wait()
+}
+
+// allLanes returns every lane, for counters.
+func (d *daemon) allLanes() []*lane {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*lane
+	for _, ls := range d.lanes {
+		out = append(out, ls...)
+	}
+	return out
+}
+
+// resolveAll resolves the next hops of addrs once, all at the same time,
 // bounded by the resolver's timeout.
-func (d *daemon) resolveAll(ctx context.Context) {
+func (d *daemon) resolveAll(ctx context.Context, addrs []netip.Addr) {
 	var wg sync.WaitGroup
-	for _, a := range d.plan.backends {
+	for _, a := range addrs {
 		wg.Add(1)
 		go func(a netip.Addr) {
 			defer wg.Done()
@@ -298,8 +470,93 @@ func (d *daemon) onHop(dst netip.Addr, nh neigh.NextHop, err error) {
 }
 
 func (d *daemon) onHealth(ev health.Event) {
-	for _, ep := range d.plan.endpoints[ev.ID] {
+	d.hmu.Lock()
+	hs := d.health[ev.ID]
+	if hs == nil {
+		hs = &healthState{}
+		d.health[ev.ID] = hs
+	}
+	hs.known, hs.up, hs.reason = true, ev.Up, ev.Reason
+	d.hmu.Unlock()
+	var eps []netip.AddrPort
+	if m := d.endpoints.Load(); m != nil {
+		eps = (*m)[ev.ID]
+	}
+	for _, ep := range eps {
 		d.eng.SetHealth(ep, ev.Up)
+	}
+}
+
+// healthOf returns the health of target id.
+func (d *daemon) healthOf(id int) healthState {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	if hs := d.health[id]; hs != nil {
+		return *hs
+	}
+	return healthState{}
+}
+
+// timedProber records how long each check of a target takes.
+type timedProber struct {
+	p  health.Prober
+	id int
+	d  *daemon
+}
+
+func (t timedProber) Probe(ctx context.Context, addr netip.AddrPort) error {
+	start := time.Now()
+	err := t.p.Probe(ctx, addr)
+	t.d.hmu.Lock()
+	hs := t.d.health[t.id]
+	if hs == nil {
+		hs = &healthState{}
+		t.d.health[t.id] = hs
+	}
+	hs.latency = time.Since(start)
+	t.d.hmu.Unlock()
+	return err
+}
+
+// passiveHealth turns failed new connections into failed checks: every
+// second, a target whose backends refused or left unanswered at least the
+// service's `passive` new connections, and answered none, gets one failed
+// check report, so `fall` such seconds take it down like failed active
+// checks. Recovery is left to the active checks.
+func (d *daemon) passiveHealth(ctx context.Context) {
+	type seen struct{ answered, refused, retried uint64 }
+	last := map[netip.AddrPort]seen{}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		byAddr := map[netip.AddrPort]*forward.Backend{}
+		for _, b := range d.eng.Backends() {
+			byAddr[b.Addr] = b
+		}
+		d.mu.Lock()
+		targets, endpoints, passive := d.plan.targets, d.plan.endpoints, d.plan.passive
+		d.mu.Unlock()
+		for _, t := range targets {
+			var a, r, rt uint64
+			for _, ep := range endpoints[t.ID] {
+				b := byAddr[ep]
+				if b == nil {
+					continue
+				}
+				na, nr, nrt := b.SynOutcomes()
+				prev := last[ep]
+				last[ep] = seen{na, nr, nrt}
+				a, r, rt = a+na-prev.answered, r+nr-prev.refused, rt+nrt-prev.retried
+			}
+			if n := passive[t.ID]; n > 0 && a == 0 && r+rt >= uint64(n) {
+				d.checker.Report(t.ID, false, fmt.Sprintf("passive: %d new connections refused, %d unanswered, none answered in 1s", r, rt))
+			}
+		}
 	}
 }
 

@@ -76,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, spec)
-	d := newDaemon(spec, log, stderr)
+	d := newDaemon(spec, log, stderr, *cfgFile)
 	if err := d.run(); err != nil {
 		fmt.Fprintf(stderr, "l4raw: %v\n", err)
 		var ue usageError
@@ -93,21 +93,42 @@ func loadSpec(fs *flag.FlagSet, fl config.Flags, file string) (config.Spec, erro
 	if file == "" {
 		return config.FromFlags(fl)
 	}
+	// The file holds everything; only the log settings may be overridden.
 	var conflict []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "vip", "backend", "name", "mode", "scheduler":
+		case "config", "log-level", "log-format":
+		default:
 			conflict = append(conflict, "--"+f.Name)
 		}
 	})
 	if len(conflict) > 0 {
-		return config.Spec{}, fmt.Errorf("--config %q: services come from the file; drop %s", file, strings.Join(conflict, ", "))
+		return config.Spec{}, fmt.Errorf("--config %q: %s: set it in the file instead", file, strings.Join(conflict, ", "))
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return config.Spec{}, fmt.Errorf("--config: %w", err)
 	}
-	return config.Parse(file, data)
+	spec, err := config.Parse(file, data)
+	if err != nil {
+		return spec, err
+	}
+	var lerr error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "log-level":
+			if err := spec.LogLevel.UnmarshalText([]byte(f.Value.String())); err != nil {
+				lerr = fmt.Errorf("--log-level %q: want debug, info, warn or error", f.Value.String())
+			}
+		case "log-format":
+			if v := f.Value.String(); v == "text" || v == "json" {
+				spec.LogFormat = v
+			} else {
+				lerr = fmt.Errorf("--log-format %q: want text or json", v)
+			}
+		}
+	})
+	return spec, lerr
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) int {

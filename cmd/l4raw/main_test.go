@@ -37,6 +37,7 @@ func TestBadInput(t *testing.T) {
 		{"stray argument", append(append(vip, be...), "extra"), `"extra"`},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
 		{"config and flags", append([]string{"--config", bad}, vip...), "--vip"},
+		{"config and api flag", []string{"--config", bad, "--api", "off"}, "--api"},
 		{"config unknown field", []string{"--config", bad}, `bad.yaml:4`},
 		{"config bad address", []string{"--config", badAddr}, `"198.18.0.300:8080"`},
 		{"check bad address", []string{"check", "--config", badAddr}, `"198.18.0.300:8080"`},

@@ -15,11 +15,27 @@ import (
 	"github.com/l4raw/l4raw/pkg/packet"
 )
 
+// plan is the environment-dependent part of the set-up, worked out before
+// anything is changed.
+type plan struct {
+	ifaces    []forward.Iface
+	snat      []netip.Addr
+	natPorts  packet.PortRange
+	local     []netip.Addr // the host's own addresses toward the backends
+	setup     forward.Setup
+	guard     firewall.Spec
+	filter    datapath.FilterSpec
+	endpoints map[int][]netip.AddrPort // health target ID -> backend endpoints it covers
+	targets   []health.Target
+	passive   map[int]int  // health target ID -> passive threshold (0: off)
+	backends  []netip.Addr // distinct backend addresses, for next hops
+}
+
 // makePlan works out, from the spec and the host's addresses and routes,
 // which interfaces to use, the SNAT addresses, the NAT ports, the guard and
 // filter rules and the health targets. It changes nothing; every problem
 // the user must fix is a usageError.
-func (d *daemon) makePlan() (plan, error) {
+func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 	var p plan
 	ifaces := map[int]forward.Iface{}
 	var order []int
@@ -29,8 +45,8 @@ func (d *daemon) makePlan() (plan, error) {
 			order = append(order, l.Index)
 		}
 	}
-	explicit := len(d.spec.Interfaces) > 0
-	for _, name := range d.spec.Interfaces {
+	explicit := len(spec.Interfaces) > 0
+	for _, name := range spec.Interfaces {
 		l, err := d.res.LinkByName(name)
 		if err != nil {
 			return p, usagef("--iface %q: no such interface", name)
@@ -41,7 +57,7 @@ func (d *daemon) makePlan() (plan, error) {
 	fullNAT := false
 	seenBackend := map[netip.Addr]bool{}
 	var firstBackend netip.Addr
-	for _, s := range d.spec.Services {
+	for _, s := range spec.Services {
 		owner, ok, err := d.res.AddrOwner(s.VIP)
 		if err != nil {
 			return p, fmt.Errorf("look up VIP %s: %w", s.VIP, err)
@@ -97,7 +113,7 @@ func (d *daemon) makePlan() (plan, error) {
 
 	// SNAT addresses and NAT ports (full NAT only).
 	if fullNAT {
-		p.snat = d.spec.SNAT
+		p.snat = spec.SNAT
 		if len(p.snat) == 0 {
 			r, err := d.res.Route(firstBackend)
 			if err != nil || !r.Src.IsValid() {
@@ -123,7 +139,7 @@ func (d *daemon) makePlan() (plan, error) {
 		if err != nil {
 			return p, fmt.Errorf("read the kernel's port ranges: %w", err)
 		}
-		nr := d.spec.NATPorts
+		nr := spec.NATPorts
 		if nr.IsZero() {
 			if nr, err = firewall.DefaultNATRange(eph, reserved); err != nil {
 				return p, usageError{err}
@@ -132,7 +148,7 @@ func (d *daemon) makePlan() (plan, error) {
 			return p, usagef("--nat-ports %s: %v", nr, err)
 		}
 		p.natPorts = nr
-		for _, s := range d.spec.Services {
+		for _, s := range spec.Services {
 			for _, port := range s.Ports {
 				if slices.Contains(p.snat, s.VIP) && port >= nr.Lo && port <= nr.Hi {
 					return p, usagef("service %s:%d lies in the NAT port range %s on the same address", s.VIP, port, nr)
@@ -144,9 +160,19 @@ func (d *daemon) makePlan() (plan, error) {
 	// What the engine forwards, what the guard drops and what the filter takes.
 	p.setup = forward.Setup{SNAT: p.snat, NATPorts: p.natPorts, Ifaces: p.ifaces}
 	p.endpoints = map[int][]netip.AddrPort{}
-	targetID := map[netip.AddrPort]int{}
-	for _, s := range d.spec.Services {
-		ss := forward.ServiceSpec{Name: s.Name, VIP: s.VIP, Ports: s.Ports, Scheduler: s.Scheduler}
+	p.passive = map[int]int{}
+	// An endpoint is checked unless every service has it in maint.
+	checked := map[netip.AddrPort]bool{}
+	for _, s := range spec.Services {
+		for _, b := range s.Backends {
+			if b.State != config.StateMaint {
+				checked[s.CheckAddr(b)] = true
+			}
+		}
+	}
+	seenTarget := map[int]bool{}
+	for _, s := range spec.Services {
+		ss := forward.ServiceSpec{Name: s.Name, VIP: s.VIP, Ports: s.Ports, Scheduler: s.Scheduler, ResetOnMaint: s.MaintFlows == "reset"}
 		if s.Mode == config.ModeDNAT {
 			ss.Mode = forward.DNAT
 		}
@@ -157,15 +183,19 @@ func (d *daemon) makePlan() (plan, error) {
 		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: s.VIP, Ports: ports})
 		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: s.VIP, Ports: ports})
 		for _, b := range s.Backends {
-			ss.Backends = append(ss.Backends, forward.BackendSpec{Addr: b.Addr, Weight: b.Weight})
+			st, err := forward.ParseMemberState(b.State)
+			if err != nil {
+				st = forward.Ready // config validated it; "" is ready
+			}
+			ss.Backends = append(ss.Backends, forward.BackendSpec{Addr: b.Addr, Weight: b.Weight, State: st})
 			check := s.CheckAddr(b)
-			id, ok := targetID[check]
-			if !ok {
-				id = len(p.targets)
-				targetID[check] = id
+			id := d.targetID(check, s.Health)
+			if checked[check] && !seenTarget[id] {
+				seenTarget[id] = true
 				h := s.Health
-				p.targets = append(p.targets, health.Target{ID: id, Addr: check,
+				p.targets = append(p.targets, health.Target{ID: id, Addr: check, Prober: timedProber{p: d.prober(h), id: id, d: d},
 					Config: health.Config{Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}})
+				p.passive[id] = h.Passive
 			}
 			for _, port := range s.Ports {
 				ep := b.Target(port)
@@ -186,4 +216,28 @@ func (d *daemon) makePlan() (plan, error) {
 	}
 	p.filter.Local = p.local
 	return p, nil
+}
+
+// targetID returns the stable health target ID of a check of addr with
+// settings h: the same check keeps its ID, and so its state, across reloads.
+func (d *daemon) targetID(addr netip.AddrPort, h config.Health) int {
+	key := fmt.Sprintf("%s %+v", addr, h)
+	id, ok := d.targetIDs[key]
+	if !ok {
+		id = len(d.targetIDs)
+		d.targetIDs[key] = id
+	}
+	return id
+}
+
+// prober returns the prober for a service's health settings. Values that
+// compare equal across reloads keep a target's check loop running.
+func (d *daemon) prober(h config.Health) health.Prober {
+	switch h.Type {
+	case config.HealthHTTP:
+		return health.HTTPProber{Path: h.Path, Status: h.Status, Host: h.Host}
+	case config.HealthSendExpect:
+		return health.SendExpectProber{Send: h.Send, Expect: h.Expect}
+	}
+	return d.tcp
 }

@@ -94,11 +94,7 @@ func ListenRx(ifindex int, prog []bpf.Instruction, opt Options) (*RxSocket, erro
 			unix.Close(fd)
 		}
 	}()
-	filt := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		filt[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(filt)), Filter: &filt[0]}); err != nil {
+	if err := attachFilter(fd, raw); err != nil {
 		return nil, opErr("attach filter", ifindex, err)
 	}
 	// Our own transmissions are not input.
@@ -125,6 +121,31 @@ func ListenRx(ifindex int, prog []bpf.Instruction, opt Options) (*RxSocket, erro
 	}
 	ok = true
 	return &RxSocket{f: f, rc: rc, ifindex: ifindex}, nil
+}
+
+func attachFilter(fd int, raw []bpf.RawInstruction) error {
+	filt := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filt[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(filt)), Filter: &filt[0]})
+}
+
+// SetFilter replaces the socket's filter. The kernel swaps it atomically:
+// every frame meets the old program or the new one, none goes unfiltered.
+func (s *RxSocket) SetFilter(prog []bpf.Instruction) error {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return opErr("set filter", s.ifindex, fmt.Errorf("assemble filter: %w", err))
+	}
+	var serr error
+	if err := s.rc.Control(func(fd uintptr) { serr = attachFilter(int(fd), raw) }); err != nil {
+		return opErr("set filter", s.ifindex, err)
+	}
+	if serr != nil {
+		return opErr("set filter", s.ifindex, serr)
+	}
+	return nil
 }
 
 // Ifindex returns the interface the socket receives on.
