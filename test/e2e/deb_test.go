@@ -496,8 +496,8 @@ const bootTimeout = 60 * time.Second
 // its unit enabled, and that root booted with systemd in the LAN's balancer
 // namespace: l4raw starts as a dynamic user with only CAP_NET_RAW and
 // CAP_NET_ADMIN under the unit's whole sandbox (seccomp filter, read-only
-// system, ProtectKernelTunables), forwards round robin, survives "systemctl
-// reload", and "systemctl stop" removes its guard.
+// system, ProtectKernelTunables), forwards round robin, applies a changed
+// file on "systemctl reload", and "systemctl stop" removes its guard.
 func TestSystemdService(t *testing.T) {
 	requireRoot(t)
 	pkg := buildDeb(t)
@@ -511,11 +511,18 @@ func TestSystemdService(t *testing.T) {
 	lan := NewLAN(t, 3)
 	lan.LB.Run(t, "ip", "addr", "add", lan.VIP.String()+"/32", "dev", lan.Ifname)
 	lan.StartBackends(t, 8080)
-	cfg := fmt.Sprintf("services:\n  - name: web\n    vip: %s\n    port: 80\n    backends: [%s, %s, %s]\n",
-		lan.VIP, lan.BackendAddrs(8080)[0], lan.BackendAddrs(8080)[1], lan.BackendAddrs(8080)[2])
-	if err := os.WriteFile(filepath.Join(root, "etc/l4raw/l4raw.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	cfgFile := filepath.Join(root, "etc/l4raw/l4raw.yaml")
+	writeConfig := func(backends ...netip.AddrPort) {
+		var list []string
+		for _, b := range backends {
+			list = append(list, b.String())
+		}
+		cfg := fmt.Sprintf("services:\n  - name: web\n    vip: %s\n    port: 80\n    backends: [%s]\n", lan.VIP, strings.Join(list, ", "))
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeConfig(lan.BackendAddrs(8080)...)
 	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants")
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		t.Fatal(err)
@@ -591,11 +598,22 @@ func TestSystemdService(t *testing.T) {
 		t.Errorf("NoNewPrivs %q, Seccomp %q; want 1 and 2 (a filter)", st["NoNewPrivs"], st["Seccomp"])
 	}
 
+	// Reload (ExecReload: SIGHUP) re-reads the file inside the sandbox:
+	// without be3, new connections go to be1 and be2 only.
+	writeConfig(lan.BackendAddrs(8080)[:2]...)
 	if out, code := c.exec(t, "systemctl", "reload", "l4raw"); code != 0 {
-		t.Errorf("systemctl reload l4raw: exit %d: %s", code, out)
+		t.Fatalf("systemctl reload l4raw: exit %d: %s", code, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(journal(), "msg=reloaded"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no \"reloaded\" in the journal 10 s after systemctl reload")
+		}
 	}
 	if out, _ := c.exec(t, "systemctl", "is-active", "l4raw"); strings.TrimSpace(out) != "active" {
 		t.Errorf("after reload: %s", out)
+	}
+	if s := lan.Client.EchoGet(t, vipURL(lan.VIP), 30, 1); s.OK != 30 || s.Backends["be1"] != 15 || s.Backends["be2"] != 15 {
+		t.Errorf("after the reload without be3: %+v", s)
 	}
 	if !guardTable(t, lan.LB) {
 		t.Error("no guard table while the service runs")
@@ -607,7 +625,7 @@ func TestSystemdService(t *testing.T) {
 		t.Error("guard table left after systemctl stop")
 	}
 	j := journal()
-	for _, want := range []string{"msg=forwarding", "SIGHUP", "guard removed", "conns_new"} {
+	for _, want := range []string{"msg=forwarding", "msg=reloaded", "guard removed", "conns_new"} {
 		if !strings.Contains(j, want) {
 			t.Errorf("journal of l4raw.service has no %q", want)
 		}
