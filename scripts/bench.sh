@@ -181,7 +181,10 @@ run() {
 if [[ -z $bin ]]; then
 	bin=$workdir/bin
 	say "building l4raw and l4bench (CGO_ENABLED=0)"
-	(cd "$root" && export CGO_ENABLED=0 && run go build -trimpath -o "$bin/" ./cmd/l4raw ./cmd/l4bench) ||
+	version=$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo dev)
+	commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	(cd "$root" && export CGO_ENABLED=0 &&
+		run go build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$commit" -o "$bin/" ./cmd/l4raw ./cmd/l4bench) ||
 		die "go build failed"
 fi
 bin=$(cd "$bin" && pwd)
@@ -206,7 +209,8 @@ meta=$out/meta.txt
 	echo "cpus=$(nproc) (client, balancer and backends share them; nothing is pinned)"
 	echo "memory=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "kernel=$(uname -sr)"
-	echo "l4raw=$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo unknown)"
+	echo "l4raw=$("$l4raw" --version 2>&1 | head -n 1)"
+	echo "checkout=$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo unknown)"
 	has_mode haproxy && echo "haproxy=$(haproxy -v 2>/dev/null | head -n 1)"
 	echo "iperf3=$(iperf3 --version 2>/dev/null | head -n 1)"
 	command -v go >/dev/null && echo "go=$(go version)"

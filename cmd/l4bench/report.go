@@ -130,8 +130,8 @@ func renderMarkdown(r *Results) string {
 	p("Values are medians over the repetitions, (min–max) when they differ.\n\n")
 	if len(m) > 0 {
 		p("| | |\n|---|---|\n")
-		for _, k := range []string{"date", "machine", "cpus", "memory", "kernel", "l4raw", "haproxy", "iperf3", "go",
-			"congestion_control", "iperf_seconds", "iperf_omit", "conn_seconds", "conn_workers", "client_addrs",
+		for _, k := range []string{"date", "machine", "cpus", "memory", "kernel", "l4raw", "checkout", "haproxy", "iperf3", "go",
+			"congestion_control", "iperf_seconds", "iperf_omit", "conn_seconds", "conn_workers", "client_addrs", "l4raw_args",
 			"loadavg_start", "loadavg_end"} {
 			if v, ok := m[k]; ok {
 				p("| %s | %s |\n", strings.ReplaceAll(k, "_", " "), mdCell(v))

@@ -204,7 +204,7 @@ func TestChartEscapesNames(t *testing.T) {
 
 func TestNiceCeil(t *testing.T) {
 	for _, tc := range []struct{ in, want float64 }{
-		{0, 1}, {0.3, 0.5}, {1, 1}, {1.1, 2}, {2.2, 2.5}, {3.4, 5}, {7, 10}, {12, 20}, {0.012, 0.02},
+		{0, 1}, {0.3, 0.3}, {0.45, 0.5}, {1, 1}, {1.1, 2}, {2.2, 2.5}, {2.53, 3}, {3.4, 4}, {4.5, 5}, {7, 10}, {12, 20}, {0.012, 0.02},
 	} {
 		if got := niceCeil(tc.in); !near(got, tc.want) {
 			t.Errorf("niceCeil(%v) = %v, want %v", tc.in, got, tc.want)

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -37,13 +38,13 @@ func modeColor(mode string, i int) string {
 	return other[i%len(other)]
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
+// niceCeil rounds v up to 1, 2, 2.5, 3, 4 or 5 times a power of ten.
 func niceCeil(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}
 	e := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+	for _, m := range []float64{1, 2, 2.5, 3, 4, 5, 10} {
 		if m*e >= v*(1-1e-9) {
 			return m * e
 		}
@@ -115,10 +116,11 @@ func drawPanel(b *strings.Builder, r *Results, ref string, top int) {
 	p(`<text x="%g" y="%g" font-size="14" font-weight="bold">ratio to %s</text>`+"\n", x0, y0-10, esc(ref))
 	// Grid and y axis.
 	step := niceCeil(ymax / 5)
-	for v := 0.0; v <= ymax*(1+1e-9); v += step {
+	for i := 0; float64(i)*step <= ymax*(1+1e-9); i++ {
+		v := float64(i) * step
 		y := yOf(v)
 		p(`<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#e0e0e0"/>`, x0, y, x1, y)
-		p(`<text x="%g" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, y+4, esc(fmtNum(v)))
+		p(`<text x="%g" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, y+4, strconv.FormatFloat(v, 'g', 4, 64))
 	}
 	p(`<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#000000"/>`+"\n", x0, y1, x1, y1)
 	p(`<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#000000" stroke-dasharray="6 4"/>`+"\n", x0, yOf(1), x1, yOf(1))
