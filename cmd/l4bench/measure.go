@@ -47,28 +47,44 @@ type probe struct {
 	backend map[string]uint64 // summed over the backend namespaces
 }
 
-func takeProbe(ctx context.Context, cfg *measureConfig) probe {
-	p := probe{at: time.Now(), load: readLoadAvg()}
+// takeProbe reads the counters around a test. The slow part, the backends'
+// counters (one "ip netns exec" each), is read outside the timed window:
+// first in the probe before the test, last in the one after it.
+func takeProbe(ctx context.Context, cfg *measureConfig, beforeTest bool) probe {
+	var p probe
+	if beforeTest {
+		p.backend = readBackends(ctx, cfg.backendNS)
+	}
+	p.at, p.load = time.Now(), readLoadAvg()
 	p.stat, p.statErr = readProcStat()
 	if cfg.pid > 0 {
 		p.pidCPU, p.pidErr = processCPU(cfg.pid)
 	}
 	// Best effort: the counters explain the numbers, they do not decide.
 	p.snmp, _ = readSNMP()
-	if len(cfg.backendNS) > 0 {
-		p.backend = map[string]uint64{}
-		for _, ns := range cfg.backendNS {
-			m, err := readSNMPIn(ctx, ns)
-			if err != nil {
-				p.backend = nil
-				break
-			}
-			for k, v := range m {
-				p.backend[k] += v
-			}
-		}
+	if !beforeTest {
+		p.backend = readBackends(ctx, cfg.backendNS)
 	}
 	return p
+}
+
+// readBackends sums the TCP counters of the namespaces; nil if there are
+// none or one cannot be read.
+func readBackends(ctx context.Context, namespaces []string) map[string]uint64 {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	sum := map[string]uint64{}
+	for _, ns := range namespaces {
+		m, err := readSNMPIn(ctx, ns)
+		if err != nil {
+			return nil
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum
 }
 
 // readSNMPIn reads the TCP counters of another network namespace with
@@ -111,10 +127,10 @@ func measure(ctx context.Context, cfg measureConfig) Sample {
 		s.CPU.Balancer = cpuMachine
 	}
 
-	before := takeProbe(ctx, &cfg)
+	before := takeProbe(ctx, &cfg, true)
 	s.Start = before.at.UTC()
 	stdout, runErr := runCommand(ctx, cfg)
-	after := takeProbe(ctx, &cfg)
+	after := takeProbe(ctx, &cfg, false)
 
 	s.WallS = after.at.Sub(before.at).Seconds()
 	s.LoadAvg = LoadAvg{Before: before.load, After: after.load}

@@ -59,11 +59,15 @@ func TestMeasure(t *testing.T) {
 			},
 		},
 		{
-			name: "direct: no balancer",
-			args: []string{"--mode", "direct", "--test", "conn", "--kind", "load", "--", "sh", "-c", "echo '" + loadJSON + "'"},
+			name: "direct: no balancer; unreadable backend counters are left out",
+			args: []string{"--mode", "direct", "--test", "conn", "--kind", "load", "--backend-ns", "l4b-no-such-namespace",
+				"--", "sh", "-c", "echo '" + loadJSON + "'"},
 			check: func(t *testing.T, s Sample) {
 				if s.CPU.Balancer != cpuNone || s.CPU.BalancerS != nil {
 					t.Errorf("cpu %+v", s.CPU)
+				}
+				if s.BackendTCP != nil {
+					t.Errorf("backend counters %v from a namespace that does not exist", s.BackendTCP)
 				}
 			},
 		},
