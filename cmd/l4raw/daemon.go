@@ -49,7 +49,8 @@ type daemon struct {
 	spec      config.Spec
 	plan      plan
 	lanes     map[int][]*lane // by interface index
-	targetIDs map[string]int  // health target key -> stable ID
+	claims    map[netip.Addr]*vipClaim
+	targetIDs map[string]int // health target key -> stable ID
 	lanesWG   sync.WaitGroup
 	laneErrs  chan error
 
@@ -75,7 +76,7 @@ type healthState struct {
 
 func newDaemon(spec config.Spec, log *slog.Logger, out io.Writer, cfgFile string) *daemon {
 	return &daemon{spec: spec, log: log, out: out, cfgFile: cfgFile, started: time.Now(),
-		tcp: &health.TCPProber{}, lanes: map[int][]*lane{}, targetIDs: map[string]int{}, health: map[int]*healthState{},
+		tcp: &health.TCPProber{}, lanes: map[int][]*lane{}, claims: map[netip.Addr]*vipClaim{}, targetIDs: map[string]int{}, health: map[int]*healthState{},
 		laneErrs: make(chan error, 64)}
 }
 
@@ -103,6 +104,16 @@ func (d *daemon) run() error {
 		return err
 	}
 	d.endpoints.Store(&d.plan.endpoints)
+	// VIPs l4raw claims must be free before anything else happens.
+	probed, err := d.probeClaims(context.Background(), d.plan.claims)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		d.mu.Lock()
+		d.dropClaims(nil)
+		d.mu.Unlock()
+	}()
 	var apiLn net.Listener
 	if d.spec.API != "off" {
 		if apiLn, err = net.Listen("tcp", d.spec.API); err != nil {
@@ -154,6 +165,13 @@ func (d *daemon) run() error {
 
 	d.mu.Lock()
 	err = d.syncLanes(d.plan)
+	if err == nil {
+		d.serveClaims(probed) // now that frames to the VIPs are taken
+	} else {
+		for _, c := range probed {
+			c.Close()
+		}
+	}
 	d.mu.Unlock()
 	if err != nil {
 		d.closeAllLanes()
@@ -260,7 +278,14 @@ func (d *daemon) applyLocked(spec config.Spec) error {
 		return invalid(fmt.Errorf("SNAT addresses and NAT ports cannot change at run time (now %v %s, asked %v %s; restart l4raw)",
 			d.plan.snat, d.plan.natPorts, p.snat, p.natPorts))
 	}
+	probed, err := d.probeClaims(context.Background(), p.claims)
+	if err != nil {
+		return invalid(err)
+	}
 	if err := d.eng.Apply(p.setup); err != nil {
+		for _, c := range probed {
+			c.Close()
+		}
 		return invalid(err)
 	}
 	d.eng.Table().SetTimeouts(conntrack.Timeouts(spec.Timeouts))
@@ -274,6 +299,8 @@ func (d *daemon) applyLocked(spec config.Spec) error {
 	if err := d.syncLanes(p); err != nil {
 		d.log.Error("update sockets", "err", err)
 	}
+	d.serveClaims(probed)
+	d.dropClaims(p.claims)
 	ctx, cancel := context.WithTimeout(context.Background(), neigh.DefaultResolveTimeout)
 	d.resolveAll(ctx, newAddrs(d.plan.backends, p.backends))
 	cancel()

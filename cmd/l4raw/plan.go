@@ -27,8 +27,10 @@ type plan struct {
 	filter    datapath.FilterSpec
 	endpoints map[int][]netip.AddrPort // health target ID -> backend endpoints it covers
 	targets   []health.Target
-	passive   map[int]int  // health target ID -> passive threshold (0: off)
-	backends  []netip.Addr // distinct backend addresses, for next hops
+	passive   map[int]int               // health target ID -> passive threshold (0: off)
+	backends  []netip.Addr              // distinct backend addresses, for next hops
+	localSNAT map[netip.Addr]netip.Addr // backends on this host -> the SNAT address they use
+	claims    map[netip.Addr]neigh.Link // VIPs l4raw answers ARP for, and where
 }
 
 // makePlan works out, from the spec and the host's addresses and routes,
@@ -56,42 +58,47 @@ func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 
 	fullNAT := false
 	seenBackend := map[netip.Addr]bool{}
+	p.localSNAT = map[netip.Addr]netip.Addr{}
+	p.claims = map[netip.Addr]neigh.Link{}
 	var firstBackend netip.Addr
 	for _, s := range spec.Services {
-		owner, ok, err := d.res.AddrOwner(s.VIP)
+		link, claim, err := d.vipLink(spec, s.VIP)
 		if err != nil {
-			return p, fmt.Errorf("look up VIP %s: %w", s.VIP, err)
+			return p, err
 		}
-		if !ok {
-			dev := "IF"
-			if l, _, ok, _ := d.res.ConnectedLink(s.VIP); ok {
-				dev = l.Name
-			} else if r, err := d.res.Route(s.VIP); err == nil && !r.Link.Loopback {
-				dev = r.Link.Name
-			}
-			return p, usagef("VIP %s is not a local address: add it with `ip addr add %s/32 dev %s`", s.VIP, s.VIP, dev)
+		if claim {
+			p.claims[s.VIP] = link
 		}
 		if !explicit {
-			if owner.Loopback {
-				return p, usagef("VIP %s is on %s: name the interfaces clients come in on with --iface", s.VIP, owner.Name)
+			if link.Loopback {
+				return p, usagef("VIP %s is on %s: name the interfaces clients come in on with --iface", s.VIP, link.Name)
 			}
-			addIface(owner)
+			addIface(link)
 		}
 		if s.Mode == config.ModeFullNAT {
 			fullNAT = true
 		}
 		for _, b := range s.Backends {
 			a := b.Addr.Addr()
-			if seenBackend[a] {
-				continue
-			}
-			seenBackend[a] = true
 			r, err := d.res.Route(a)
 			if err != nil {
 				return p, usagef("backend %s: no route: %v", a, err)
 			}
+			if r.Local && s.Mode == config.ModeDNAT {
+				return p, usagef("backend %s is an address of this host: in dnat mode its replies would not come back through l4raw; use --mode fullnat", a)
+			}
+			if seenBackend[a] {
+				continue
+			}
+			seenBackend[a] = true
+			p.backends = append(p.backends, a)
 			if r.Local {
-				return p, usagef("backend %s is an address of this host: backends on the balancer itself are not supported yet", a)
+				// A backend on the balancer itself: frames go to it through
+				// lo, from the backend's own address, so its replies come
+				// back through lo too, where l4raw takes them.
+				addIface(r.Link)
+				p.localSNAT[a] = a
+				continue
 			}
 			if !explicit {
 				addIface(r.Link)
@@ -101,7 +108,6 @@ func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 			if !firstBackend.IsValid() {
 				firstBackend = a
 			}
-			p.backends = append(p.backends, a)
 			if r.Src.IsValid() && !slices.Contains(p.local, r.Src) {
 				p.local = append(p.local, r.Src)
 			}
@@ -114,6 +120,13 @@ func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 	// SNAT addresses and NAT ports (full NAT only).
 	if fullNAT {
 		p.snat = spec.SNAT
+		if len(p.snat) == 0 && !firstBackend.IsValid() {
+			// Every backend is on this host: each uses its own address.
+			for _, a := range p.backends {
+				p.snat = []netip.Addr{p.localSNAT[a]}
+				break
+			}
+		}
 		if len(p.snat) == 0 {
 			r, err := d.res.Route(firstBackend)
 			if err != nil || !r.Src.IsValid() {
@@ -158,7 +171,7 @@ func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 	}
 
 	// What the engine forwards, what the guard drops and what the filter takes.
-	p.setup = forward.Setup{SNAT: p.snat, NATPorts: p.natPorts, Ifaces: p.ifaces}
+	p.setup = forward.Setup{SNAT: p.snat, NATPorts: p.natPorts, Ifaces: p.ifaces, LocalSNAT: p.localSNAT}
 	p.endpoints = map[int][]netip.AddrPort{}
 	p.passive = map[int]int{}
 	// An endpoint is checked unless every service has it in maint.
@@ -210,7 +223,13 @@ func (d *daemon) makePlan(spec config.Spec) (plan, error) {
 		}
 		p.setup.Services = append(p.setup.Services, ss)
 	}
-	for _, a := range p.snat {
+	natAddrs := slices.Clone(p.snat)
+	for _, a := range p.backends {
+		if l, ok := p.localSNAT[a]; ok && !slices.Contains(natAddrs, l) {
+			natAddrs = append(natAddrs, l)
+		}
+	}
+	for _, a := range natAddrs {
 		p.guard.Dst = append(p.guard.Dst, firewall.DstMatch{Addr: a, Ports: []packet.PortRange{p.natPorts}})
 		p.filter.Dst = append(p.filter.Dst, datapath.DstMatch{Addr: a, Ports: []packet.PortRange{p.natPorts}})
 	}
@@ -240,4 +259,46 @@ func (d *daemon) prober(h config.Health) health.Prober {
 		return health.SendExpectProber{Send: h.Send, Expect: h.Expect}
 	}
 	return d.tcp
+}
+
+// vipLink finds where a VIP lives: the interface holding it as a local
+// address, or, when it is a free address of a connected subnet and
+// vip_arp allows it, the interface on which l4raw claims it (claim true).
+func (d *daemon) vipLink(spec config.Spec, vip netip.Addr) (neigh.Link, bool, error) {
+	owner, local, err := d.res.AddrOwner(vip)
+	if err != nil {
+		return neigh.Link{}, false, fmt.Errorf("look up VIP %s: %w", vip, err)
+	}
+	conn, _, connected, err := d.res.ConnectedLink(vip)
+	if err != nil {
+		return neigh.Link{}, false, fmt.Errorf("look up VIP %s: %w", vip, err)
+	}
+	dev := "IF"
+	if connected {
+		dev = conn.Name
+	} else if r, err := d.res.Route(vip); err == nil && !r.Link.Loopback {
+		dev = r.Link.Name
+	} else if links, err := d.res.Links(); err == nil {
+		// No route either: name the interface if the host has only one.
+		var up []string
+		for _, l := range links {
+			if l.Up && !l.Loopback {
+				up = append(up, l.Name)
+			}
+		}
+		if len(up) == 1 {
+			dev = up[0]
+		}
+	}
+	switch {
+	case local && spec.VIPARP == config.VIPARPOn:
+		return neigh.Link{}, false, usagef("VIP %s is a local address of %s, and --vip-arp on claims free addresses only: remove it (`ip addr del %s/32 dev %s`) or use --vip-arp auto", vip, owner.Name, vip, owner.Name)
+	case local:
+		return owner, false, nil
+	case spec.VIPARP == config.VIPARPOff:
+		return neigh.Link{}, false, usagef("VIP %s is not a local address: add it with `ip addr add %s/32 dev %s` (or let l4raw claim it with --vip-arp auto)", vip, vip, dev)
+	case !connected:
+		return neigh.Link{}, false, usagef("VIP %s is not a local address and in no connected subnet: add it with `ip addr add %s/32 dev %s`", vip, vip, dev)
+	}
+	return conn, true, nil
 }

@@ -283,6 +283,10 @@ type Spec struct {
 	// IP:PORT with an IP literal, or APIOff; "" = DefaultAPI. The API has
 	// no authentication, so the default keeps it on loopback.
 	API string
+	// VIPARP is VIPARPAuto, VIPARPOn or VIPARPOff: whether l4raw claims a
+	// free LAN address as the VIP by answering ARP for it (RFC 5227 probe,
+	// gratuitous ARP), so the host needs no `ip addr add`. "" = auto.
+	VIPARP string
 }
 
 // DefaultAPI is the default runtime API address: loopback only, because the
@@ -293,6 +297,17 @@ const DefaultAPI = "127.0.0.1:9478"
 
 // APIOff as Spec.API disables the runtime API.
 const APIOff = "off"
+
+// Values of Spec.VIPARP: whether l4raw answers ARP for a VIP itself.
+const (
+	// VIPARPAuto claims a VIP that is not a local address but lies in a
+	// connected subnet; a local VIP is used as it is. The default.
+	VIPARPAuto = "auto"
+	// VIPARPOn claims every VIP; a VIP that is a local address is an error.
+	VIPARPOn = "on"
+	// VIPARPOff never claims: every VIP must be a local address.
+	VIPARPOff = "off"
+)
 
 // DefaultMaxConns is the default connection-table capacity: 2^20 entries,
 // enough for a million concurrent connections, or for a flood of ~17k
@@ -309,5 +324,6 @@ func Default() Spec {
 		LogLevel:  slog.LevelInfo,
 		LogFormat: "text",
 		API:       DefaultAPI,
+		VIPARP:    VIPARPAuto,
 	}
 }

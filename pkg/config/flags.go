@@ -20,6 +20,7 @@ const (
 	flagScheduler   = "scheduler"
 	flagMaintFlows  = "maint-flows"
 	flagAPI         = "api"
+	flagVIPARP      = "vip-arp"
 	flagIface       = "iface"
 	flagSNAT        = "snat-ip"
 	flagNATPorts    = "nat-ports"
@@ -76,6 +77,7 @@ type Flags struct {
 	LogLevel  string // --log-level debug|info|warn|error
 	LogFormat string // --log-format text|json
 	API       string // --api IP:PORT|off
+	VIPARP    string // --vip-arp auto|on|off
 }
 
 // DefaultFlags returns the values flags have when not given.
@@ -93,6 +95,7 @@ func DefaultFlags() Flags {
 		LogLevel:   "info",
 		LogFormat:  d.LogFormat,
 		API:        d.API,
+		VIPARP:     VIPARPAuto,
 	}
 }
 
@@ -133,6 +136,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.LogLevel, flagLogLevel, f.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, flagLogFormat, f.LogFormat, "log format: text or json")
 	fs.StringVar(&f.API, flagAPI, f.API, "runtime API address (HTTP/JSON and /metrics; no authentication: keep it on loopback) or off")
+	fs.StringVar(&f.VIPARP, flagVIPARP, f.VIPARP, "answer ARP for the VIP: auto (when it is a free address of a connected subnet), on, or off (the VIP must be a local address)")
 }
 
 func appendList(dst *[]string) func(string) error {
@@ -314,11 +318,13 @@ func (l flagLocator) spec(f Flags) (Spec, *problem) {
 	s.Health = f.Health
 	s.LogFormat = f.LogFormat
 	s.API = f.API
+	s.VIPARP = f.VIPARP
 
 	l.set("max_conns", flagMaxConns, strconv.Itoa(f.MaxConns))
 	l.set("workers", flagWorkers, strconv.Itoa(f.Workers))
 	l.set("log.format", flagLogFormat, f.LogFormat)
 	l.set("api", flagAPI, f.API)
+	l.set("vip_arp", flagVIPARP, f.VIPARP)
 	for _, t := range []struct {
 		path, flag string
 		v          fmt.Stringer

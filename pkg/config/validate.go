@@ -231,6 +231,13 @@ func (s *Spec) validateHost() *problem {
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return bad("log.format", s.LogFormat, "unknown log format (want text or json)")
 	}
+	switch s.VIPARP {
+	case "":
+		s.VIPARP = VIPARPAuto
+	case VIPARPAuto, VIPARPOn, VIPARPOff:
+	default:
+		return bad("vip_arp", s.VIPARP, "want auto, on or off")
+	}
 	if s.API == "" {
 		s.API = DefaultAPI
 	}
@@ -442,7 +449,9 @@ func validateBackends(path string, svc *Service) *problem {
 		if !a.IsValid() {
 			return missing(bpath, "address required")
 		}
-		if err := checkUnicast4(a); err != nil {
+		// A loopback backend is a service on the balancer itself, which
+		// l4raw reaches through lo.
+		if err := checkUnicast4(a); err != nil && !a.IsLoopback() {
 			return &problem{hasValue: true, path: bpath, value: backendText(b.Addr), err: err}
 		}
 		if b.Addr.Port() != 0 && len(svc.Ports) > 1 {

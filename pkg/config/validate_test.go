@@ -315,3 +315,30 @@ func TestValidateErrorsAreOneLine(t *testing.T) {
 		t.Fatalf("Validate() = %q, want a short single line", err)
 	}
 }
+
+func TestVIPARP(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"", VIPARPAuto, ""}, {"auto", VIPARPAuto, ""}, {"on", VIPARPOn, ""}, {"off", VIPARPOff, ""},
+		{"yes", "", `config: t.yaml:1: vip_arp: "yes": want auto, on or off`},
+	} {
+		doc := "vip_arp: " + c.in + "\nservices:\n  - vip: 198.18.0.100\n    port: 80\n    backends: [198.18.0.21]\n"
+		if c.in == "" {
+			doc = "services:\n  - vip: 198.18.0.100\n    port: 80\n    backends: [198.18.0.21]\n"
+		}
+		s, err := Parse("t.yaml", []byte(doc))
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("%q: %v, want %s", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || s.VIPARP != c.want {
+			t.Errorf("%q: %v %q", c.in, err, s.VIPARP)
+		}
+	}
+	f := DefaultFlags()
+	f.VIP, f.Backends, f.VIPARP = "198.18.0.100:80", []string{"198.18.0.21"}, "maybe"
+	if _, err := FromFlags(f); err == nil || err.Error() != `config: --vip-arp "maybe": want auto, on or off` {
+		t.Errorf("flag: %v", err)
+	}
+}

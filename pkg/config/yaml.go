@@ -347,7 +347,7 @@ func (d *yamlDoc) boolean(path string, n *yaml.Node) (bool, *problem) {
 // The keys of each mapping, in the order they are decoded. Health comes
 // before services because services inherit from it.
 func topKeys() []string {
-	return []string{"interfaces", "snat", "nat_ports", "max_conns", "workers", "guard", "timeouts", "log", "api", "health", "services"}
+	return []string{"interfaces", "snat", "nat_ports", "max_conns", "workers", "guard", "timeouts", "log", "api", "vip_arp", "health", "services"}
 }
 func timeoutKeys() []string { return []string{"syn", "established", "fin", "time_wait", "close"} }
 func logKeys() []string     { return []string{"level", "format"} }
@@ -399,6 +399,8 @@ func (d *yamlDoc) spec(root *yaml.Node, s *Spec) *problem {
 			p = d.log(e.val, s)
 		case "api":
 			s.API, p = d.str(key, e.val)
+		case "vip_arp":
+			s.VIPARP, p = d.str(key, e.val)
 		case "health":
 			p = d.health(key, e.val, &s.Health)
 		case "services":

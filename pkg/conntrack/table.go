@@ -78,6 +78,11 @@ type Flow struct {
 	// Reset: MarkReset chose this connection; the caller answers its
 	// segments with RSTs until it expires.
 	Reset bool
+	// Timestamps: the connection uses TCP timestamps, which the caller
+	// rewrites toward the backend by adding TSOff to the client's TSval
+	// (and subtracting it from TSecr on the way back).
+	Timestamps bool
+	TSOff      uint32
 }
 
 // Timeouts are the idle timeouts per TCP state class.
@@ -142,6 +147,7 @@ type entry struct {
 	prev, next   uint32 // wheel slot list, guarded by wheelMu
 	due          uint32 // wheel tick it is filed under, or notFiled; guarded by wheelMu
 	backend      uint32
+	tsOff        uint32 // added to the client's TCP timestamps toward the backend (see Flow.TSOff)
 	seen         atomic.Uint32
 	word         atomic.Uint32 // generation<<16 | ifslot<<8 | flags | State: the generation changes when the slot is freed
 }
@@ -157,6 +163,7 @@ const (
 	stateMask       = 0x0f
 	backendFINFirst = 0x10 // the backend sent the first FIN: it will hold TIME_WAIT
 	resetFlag       = 0x20 // MarkReset: answer both sides with RSTs
+	tsFlag          = 0x40 // the connection uses TCP timestamps
 )
 
 type chunk [chunkSize]entry
@@ -215,8 +222,11 @@ func New(cfg Config) *Table {
 	if max > MaxEntries {
 		max = MaxEntries
 	}
+	// Buckets: the power of two at or above half the capacity, so a full
+	// table has chains of about two (Linux conntrack's default allows four:
+	// nf_conntrack_max = 4 x buckets) and the index costs 4 bytes a flow.
 	nb := uint32(1024)
-	for int(nb) < max {
+	for int(nb)*2 < max {
 		nb <<= 1
 	}
 	ns := uint32(maxStripes)
@@ -352,13 +362,14 @@ func (t *Table) Track(k *Tuple, d Dir, flags uint8, now uint32, out *Flow) Resul
 
 func (t *Table) copyOut(e *entry, out *Flow) {
 	out.Orig, out.Reply = e.orig, e.reply
-	out.Backend, out.Service = e.backend, e.service
+	out.Backend, out.Service, out.TSOff = e.backend, e.service, e.tsOff
 	w := e.word.Load()
 	out.ClientMAC, out.IfSlot = e.mac, uint8(w>>8)
 	out.State = State(w & stateMask)
 	out.Prev = out.State
 	out.BackendClosedFirst = w&backendFINFirst != 0
 	out.Reset = w&resetFlag != 0
+	out.Timestamps = w&tsFlag != 0
 	out.Seen = e.seen.Load()
 }
 
@@ -381,11 +392,15 @@ func (t *Table) Insert(f *Flow, now uint32) InsertResult {
 	}
 	e := t.at(i)
 	e.orig, e.reply = f.Orig, f.Reply
-	e.backend, e.service, e.mac = f.Backend, f.Service, f.ClientMAC
+	e.backend, e.service, e.mac, e.tsOff = f.Backend, f.Service, f.ClientMAC, f.TSOff
 	e.nextO, e.nextR, e.due = 0, 0, notFiled
 	e.seen.Store(now)
 	gen := e.word.Load() >> genShift
-	e.word.Store(gen<<genShift | uint32(f.IfSlot)<<8 | uint32(SynSent))
+	w := gen<<genShift | uint32(f.IfSlot)<<8 | uint32(SynSent)
+	if f.Timestamps {
+		w |= tsFlag
+	}
+	e.word.Store(w)
 
 	ob, rb := t.bucket(&f.Orig), t.bucket(&f.Reply)
 	t.lock2w(ob, rb)

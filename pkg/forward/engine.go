@@ -109,6 +109,10 @@ type Setup struct {
 	SNAT     []netip.Addr // full-NAT source addresses
 	NATPorts nat.PortRange
 	Ifaces   []Iface // receive and send interfaces; index = interface slot
+	// LocalSNAT maps the address of a backend on this host (its frames go
+	// through lo) to the SNAT address its connections use instead of SNAT:
+	// an address the host's own stack routes back through lo.
+	LocalSNAT map[netip.Addr]netip.Addr
 }
 
 // Config configures an Engine.
@@ -123,6 +127,8 @@ type Config struct {
 	Kick func(backend netip.Addr)
 	// RSTTTL is the IP TTL of the RSTs the balancer itself sends.
 	RSTTTL uint8
+	// TSClock, for tests, replaces the timestamp clock (wall-clock ms).
+	TSClock func() uint32
 }
 
 // Backend is one backend endpoint (address and port). It is shared by every
@@ -135,8 +141,12 @@ type Backend struct {
 	addr4 [4]byte
 	hop   atomic.Pointer[Hop]
 	up    atomic.Bool
-	// pools[i] allocates NAT ports on SNAT address i for this backend.
+	// pools[i] allocates NAT ports on SNAT address snat[i] for this
+	// backend: the engine's SNAT addresses, or for a backend on this host
+	// (reached through lo) its own local address, so replies come back
+	// through lo.
 	pools []*nat.Pool
+	snat  []conntrack.Addr
 	// stats has one padded slot per worker, so workers never share a line.
 	stats  []BackendStats
 	active atomic.Int64
@@ -375,7 +385,11 @@ func (e *Engine) Apply(s Setup) error {
 				}
 				if b == nil {
 					b = &Backend{ID: uint32(len(backends)), Addr: ap, addr4: ap.Addr().As4(), stats: make([]BackendStats, len(e.workers))}
-					for range ns.snat {
+					b.snat = ns.snatAddr
+					if l, ok := s.LocalSNAT[ap.Addr()]; ok && l.Is4() {
+						b.snat = []conntrack.Addr{conntrack.AddrFrom4(l.As4())}
+					}
+					for range b.snat {
 						b.pools = append(b.pools, nat.NewPool(e.natRange, nat.Quarantine))
 					}
 					added[ap] = b
@@ -481,6 +495,15 @@ func (e *Engine) SetHop(a netip.Addr, h *Hop) {
 	}
 }
 
+// tsClock is the clock new connections' TCP timestamps are moved onto:
+// wall-clock milliseconds, so it also keeps rising across a restart.
+func (e *Engine) tsClock() uint32 {
+	if e.cfg.TSClock != nil {
+		return e.cfg.TSClock()
+	}
+	return uint32(time.Now().UnixMilli())
+}
+
 // Now returns the engine's clock (see conntrack.Table.Now).
 func (e *Engine) Now() uint32 { return e.table.Now() }
 
@@ -511,10 +534,11 @@ func (e *Engine) onRemove(f conntrack.Flow) {
 	}
 	b := bs[f.Backend]
 	b.active.Add(-1)
-	st := e.st.Load()
-	for i, a := range st.snatAddr {
-		if a == f.Reply.Dst && i < len(b.pools) {
-			b.pools[i].Put(f.Reply.DstPort, f.Orig.Src, f.Seen, f.BackendClosedFirst)
+	for i, a := range b.snat {
+		if a == f.Reply.Dst {
+			// With rewritten timestamps the backend's TIME_WAIT accepts the
+			// next SYN on the port; without them it may not.
+			b.pools[i].Put(f.Reply.DstPort, f.Orig.Src, f.Seen, f.BackendClosedFirst && !f.Timestamps)
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -57,6 +58,8 @@ type seg struct {
 	seq, ackn    uint32
 	payload      int
 	partial, gso bool
+	ts           bool // add a timestamp option with tsval/tsecr
+	tsval, tsecr uint32
 }
 
 func frame(t testing.TB, s seg) []byte {
@@ -64,6 +67,13 @@ func frame(t testing.TB, s seg) []byte {
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(s.srcMAC[:]), DstMAC: net.HardwareAddr(lbMAC[:]), EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: s.src.Addr().AsSlice(), DstIP: s.dst.Addr().AsSlice(), Flags: layers.IPv4DontFragment}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.src.Port()), DstPort: layers.TCPPort(s.dst.Port()), SYN: s.syn, ACK: s.ack, FIN: s.fin, RST: s.rst, Seq: s.seq, Ack: s.ackn, Window: 1000}
+	if s.ts {
+		d := make([]byte, 8)
+		binary.BigEndian.PutUint32(d, s.tsval)
+		binary.BigEndian.PutUint32(d[4:], s.tsecr)
+		tcp.Options = []layers.TCPOption{{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindNop},
+			{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: d}}
+	}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	sb := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(sb, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload(make([]byte, s.payload))); err != nil {

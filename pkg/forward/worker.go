@@ -111,6 +111,11 @@ func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Fr
 	f.Eth.SetDst(h.Dst)
 	f.Eth.SetSrc(h.Src)
 	f.Rewrite(packet.Tuple4{Src: flow.Reply.Dst.As4(), Dst: flow.Reply.Src.As4(), SrcPort: flow.Reply.DstPort, DstPort: flow.Reply.SrcPort})
+	if flow.Timestamps {
+		if off, ok := f.TCP.TimestampOffset(); ok {
+			f.TCP.SetUint32Csum(off, f.TCP.TSval(off)+flow.TSOff, f.Partial())
+		}
+	}
 	c := &b.stats[w.id]
 	c.PktsIn.Add(1)
 	c.BytesIn.Add(uint64(len(f.IP)))
@@ -159,7 +164,7 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 					w.stats.NATEarlyReuse.Add(1)
 				}
 				pool = k
-				flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
+				flow.Reply.Dst, flow.Reply.DstPort = b.snat[k], port
 			}
 		}
 		// Every port toward this backend is held. Connections that have
@@ -172,7 +177,7 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 			if !ok {
 				continue
 			}
-			old := conntrack.Tuple{Src: flow.Reply.Src, Dst: st.snatAddr[k], SrcPort: flow.Reply.SrcPort, DstPort: lp, Proto: packet.ProtocolTCP}
+			old := conntrack.Tuple{Src: flow.Reply.Src, Dst: b.snat[k], SrcPort: flow.Reply.SrcPort, DstPort: lp, Proto: packet.ProtocolTCP}
 			w.e.table.Delete(&old, conntrack.Reply)
 			if port, early2, err := p.Get(key.Src, now); err == nil {
 				w.stats.NATTakeover.Add(1)
@@ -180,12 +185,25 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 					w.stats.NATEarlyReuse.Add(1)
 				}
 				pool = k
-				flow.Reply.Dst, flow.Reply.DstPort = st.snatAddr[k], port
+				flow.Reply.Dst, flow.Reply.DstPort = b.snat[k], port
 			}
 		}
 		if pool < 0 {
 			w.stats.Drops[DropNATExhausted].Add(1)
 			return 0, false
+		}
+		// NAT ports are reused, and a backend in TIME_WAIT for a port
+		// accepts a new SYN only if its timestamp is newer than the old
+		// connection's last one (PAWS). Clients start their timestamps at a
+		// random offset per connection (Linux does), so l4raw moves them onto
+		// a clock of its own, wall-clock milliseconds, which no client within
+		// RFC 7323 (at most a tick a millisecond) outruns; the pool makes
+		// each connection on a port start above where the previous one
+		// could have ended.
+		if off, ok := f.TCP.TimestampOffset(); ok {
+			start := b.pools[pool].StartTS(flow.Reply.DstPort, w.e.tsClock()+tsHeadroom, now)
+			flow.Timestamps = true
+			flow.TSOff = start - f.TCP.TSval(off)
 		}
 	}
 	port := flow.Reply.DstPort
@@ -234,6 +252,11 @@ func (w *Worker) fromBackend(st *state, bs []*Backend, f *packet.Frame, ifindex 
 	f.Eth.SetDst(flow.ClientMAC)
 	f.Eth.SetSrc(ifc.MAC)
 	f.Rewrite(packet.Tuple4{Src: flow.Orig.Dst.As4(), Dst: flow.Orig.Src.As4(), SrcPort: flow.Orig.DstPort, DstPort: flow.Orig.SrcPort})
+	if flow.Timestamps {
+		if off, ok := f.TCP.TimestampOffset(); ok {
+			f.TCP.SetUint32Csum(off+4, f.TCP.TSecr(off)-flow.TSOff, f.Partial())
+		}
+	}
 	if int(flow.Backend) < len(bs) {
 		c := &bs[flow.Backend].stats[w.id]
 		c.PktsOut.Add(1)
@@ -266,11 +289,16 @@ func (w *Worker) transition(st *state, b *Backend, flow *conntrack.Flow, fl uint
 		b.synRefused.Add(1)
 	}
 	if flow.State.Closing() && !flow.Prev.Closing() {
-		for i, a := range st.snatAddr {
-			if a == flow.Reply.Dst && i < len(b.pools) {
-				b.pools[i].Linger(flow.Reply.DstPort, flow.Orig.Src, flow.BackendClosedFirst)
+		for i, a := range b.snat {
+			if a == flow.Reply.Dst {
+				b.pools[i].Linger(flow.Reply.DstPort, flow.Orig.Src, flow.BackendClosedFirst && !flow.Timestamps)
 				break
 			}
 		}
 	}
 }
+
+// tsHeadroom is added to the timestamp clock for a new connection, so the
+// first segments stay above the clock although the client's and l4raw's
+// millisecond ticks are out of phase.
+const tsHeadroom = 16

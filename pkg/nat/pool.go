@@ -85,6 +85,12 @@ type Pool struct {
 	quarList list              // released from a connection the backend closed first, oldest first
 	byClient [clientLists]list // quarantined ports by the bucket of their last client
 
+	// TCP timestamps of the connections on each port, on the caller's
+	// clock (see StartTS): where the current one started and when, and the
+	// least value the next one may start at.
+	tsStart, tsAt, tsMin []uint32
+	tsSet                []bool
+
 	lingerSafe     list              // lingering, the client closed first (or a RST): no TIME_WAIT at the backend
 	lingerTW       list              // lingering, the backend closed first
 	lingerByClient [clientLists]list // lingering ports by the bucket of their client
@@ -100,6 +106,7 @@ func NewPool(r PortRange, quarantine time.Duration) *Pool {
 		gprev: make([]uint16, n), gnext: make([]uint16, n), cprev: make([]uint16, n), cnext: make([]uint16, n), cbkt: make([]uint8, n),
 		ready: list{none, none}, quarList: list{none, none},
 		lingerSafe: list{none, none}, lingerTW: list{none, none}, lingerTWOf: make([]bool, n),
+		tsStart: make([]uint32, n), tsAt: make([]uint32, n), tsMin: make([]uint32, n), tsSet: make([]bool, n),
 	}
 	for i := range p.byClient {
 		p.byClient[i] = list{none, none}
@@ -177,6 +184,12 @@ func (p *Pool) Put(port uint16, client [16]byte, lastSeen uint32, quarantine boo
 	}
 	p.state[i] = stFree
 	p.inUse--
+	if p.tsSet[i] {
+		// The connection's last timestamp toward the backend was at most
+		// its start plus one tick a millisecond (RFC 7323's fastest clock)
+		// since, plus a tick for the clocks' phases.
+		p.tsMin[i] = p.tsStart[i] + (lastSeen - p.tsAt[i]) + 2
+	}
 	p.client[i], p.relAt[i], p.quar[i] = h, lastSeen, quarantine
 	if !quarantine {
 		p.push(&p.ready, p.gprev, p.gnext, i)
@@ -203,6 +216,25 @@ func (p *Pool) Reserve(port uint16, client [16]byte) bool {
 	p.take(i)
 	p.client[i] = p.hash(client)
 	return true
+}
+
+// StartTS returns the first TCP timestamp value the new connection on port
+// may use toward the backend: want (the caller's clock), or more if the
+// port's previous connection may have ended above it, since a backend in
+// TIME_WAIT accepts the next SYN on the port only with a newer timestamp
+// (PAWS). now is the caller's table clock in milliseconds, as given to Put.
+func (p *Pool) StartTS(port uint16, want, now uint32) uint32 {
+	if port < p.r.Lo || port > p.r.Hi {
+		return want
+	}
+	i := port - p.r.Lo
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tsSet[i] && int32(p.tsMin[i]-want) > 0 {
+		want = p.tsMin[i]
+	}
+	p.tsStart[i], p.tsAt[i], p.tsSet[i] = want, now, true
+	return want
 }
 
 // Linger marks port, in use by client's connection, as held by a

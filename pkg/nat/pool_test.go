@@ -180,3 +180,22 @@ func TestPoolLingering(t *testing.T) {
 	}
 	_ = c
 }
+
+func TestPoolStartTS(t *testing.T) {
+	p := NewPool(PortRange{Lo: 7000, Hi: 7000}, Quarantine)
+	c := client(1)
+	port, _, _ := p.Get(c, 0)
+	if got := p.StartTS(port, 1000, 0); got != 1000 {
+		t.Fatalf("first start %d", got)
+	}
+	p.Put(port, c, 500, true) // ran 500 ms: its last timestamp was at most 1000+500+1
+	port, _, _ = p.Get(c, 500)
+	if got := p.StartTS(port, 1010, 500); got != 1502 {
+		t.Fatalf("start %d, want 1502 (above the previous connection's end)", got)
+	}
+	p.Put(port, c, 600, true)
+	port, _, _ = p.Get(c, 5000)
+	if got := p.StartTS(port, 9000, 5000); got != 9000 {
+		t.Fatalf("start %d, want 9000 (the clock is already above)", got)
+	}
+}

@@ -63,6 +63,11 @@ type segment struct {
 
 func build(t testing.TB, s segment) []byte {
 	t.Helper()
+	return buildWithOptions(t, s, nil)
+}
+
+func buildWithOptions(t testing.TB, s segment, opts []layers.TCPOption) []byte {
+	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP(s.src[:]), DstIP: net.IP(s.dst[:]), Flags: layers.IPv4DontFragment, Id: 7}
 	if s.ipOptions {
@@ -70,6 +75,7 @@ func build(t testing.TB, s segment) []byte {
 	}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: s.ack, Window: 512,
 		SYN: s.flags&TCPFlagSYN != 0, ACK: s.flags&TCPFlagACK != 0, FIN: s.flags&TCPFlagFIN != 0, RST: s.flags&TCPFlagRST != 0, PSH: s.flags&TCPFlagPSH != 0}
+	tcp.Options = opts
 	if s.tcpOptions {
 		tcp.Options = []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{5, 0xb4}},
 			{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}}}

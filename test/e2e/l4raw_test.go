@@ -291,17 +291,27 @@ func TestGuardLifecycle(t *testing.T) {
 }
 
 // TestNotLocalVIP: a VIP that is not a local address is refused with the
-// command that fixes it, exit code 2.
+// command that fixes it, exit code 2: with --vip-arp off, and for an
+// address outside every connected subnet (which l4raw cannot claim).
 func TestNotLocalVIP(t *testing.T) {
 	lan := NewLAN(t, 1)
-	p := lan.LB.Start(t, L4raw(t), "--vip", netip.AddrPortFrom(lan.VIP, 80).String(), "--backend", lan.BackendIPs[0].String()+":8080")
-	code, err := p.Wait(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := strings.TrimSpace(p.Output())
-	want := fmt.Sprintf("ip addr add %s/32 dev %s", lan.VIP, lan.Ifname)
-	if code != 2 || !strings.Contains(msg, want) || strings.Count(msg, "\n") != 0 {
-		t.Errorf("exit %d, output %q; want exit 2 and one line with %q", code, msg, want)
+	for _, c := range []struct {
+		vip  netip.Addr
+		args []string
+	}{
+		{lan.VIP, []string{"--vip-arp", "off"}},
+		{netip.MustParseAddr("198.18.99.100"), nil},
+	} {
+		args := append([]string{L4raw(t), "--vip", netip.AddrPortFrom(c.vip, 80).String(), "--backend", lan.BackendIPs[0].String() + ":8080"}, c.args...)
+		p := lan.LB.Start(t, args...)
+		code, err := p.Wait(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := strings.TrimSpace(p.Output())
+		want := fmt.Sprintf("ip addr add %s/32 dev %s", c.vip, lan.Ifname)
+		if code != 2 || !strings.Contains(msg, want) || strings.Count(msg, "\n") != 0 {
+			t.Errorf("%v: exit %d, output %q; want exit 2 and one line with %q", c.args, code, msg, want)
+		}
 	}
 }
