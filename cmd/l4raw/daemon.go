@@ -104,6 +104,11 @@ func (d *daemon) run() error {
 		return err
 	}
 	d.endpoints.Store(&d.plan.endpoints)
+	restoreSysctls, err := d.ensureLoSysctls(d.plan.localSNAT)
+	if err != nil {
+		return err
+	}
+	defer restoreSysctls()
 	// VIPs l4raw claims must be free before anything else happens.
 	probed, err := d.probeClaims(context.Background(), d.plan.claims)
 	if err != nil {
@@ -277,6 +282,9 @@ func (d *daemon) applyLocked(spec config.Spec) error {
 	if p.natPorts != d.plan.natPorts || !slices.Equal(p.snat, d.plan.snat) {
 		return invalid(fmt.Errorf("SNAT addresses and NAT ports cannot change at run time (now %v %s, asked %v %s; restart l4raw)",
 			d.plan.snat, d.plan.natPorts, p.snat, p.natPorts))
+	}
+	if _, err := d.ensureLoSysctls(p.localSNAT); err != nil {
+		return invalid(err)
 	}
 	probed, err := d.probeClaims(context.Background(), p.claims)
 	if err != nil {

@@ -170,8 +170,10 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 		// Every port toward this backend is held. Connections that have
 		// ended (both FINs or a RST) but linger in the table hold some:
 		// end one early and take its port.
-		for j := 0; j < n && pool < 0; j++ {
-			k := (first + j) % n
+		// Two workers may pick the same lingering port at once; the loser
+		// tries the next one.
+		for try := 0; try < 4*n && pool < 0; try++ {
+			k := (first + try) % n
 			p := b.pools[k]
 			lp, early, ok := p.Lingering(key.Src)
 			if !ok {
