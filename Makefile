@@ -16,6 +16,10 @@ help:
 	@echo "make test    vet, unit tests (race detector), end-to-end tests (needs root)"
 	@echo "make demo    namespaces, 3 backends, l4raw, traffic, the result (needs root)"
 	@echo "make cross   static binaries for linux amd64, arm64, armv7, armv6 in dist/"
+	@echo "make test-arm  unit tests as arm64 and armv7 under qemu-user, --help of every build"
+	@echo "make deb     Debian packages in dist/;  make dist: packages, tarballs, SHA256SUMS"
+	@echo "make image   container images FROM scratch;  make test-compose: the compose demo for real"
+	@echo "make bench   l4raw against kernel NAT, HAProxy and a Go proxy (needs root)"
 	@echo "make fuzz    run every fuzz target for FUZZTIME (default 10s)"
 
 build:
