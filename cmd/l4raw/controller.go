@@ -104,7 +104,11 @@ func (c controller) change(service string, addr netip.AddrPort, fn func(svc *con
 	if err := spec.Validate(); err != nil {
 		return invalid(err)
 	}
-	return d.applyLocked(spec)
+	if err := d.applyLocked(spec); err != nil {
+		d.log.Error("change refused; the running configuration stays", "service", service, "backend", addr, "err", err)
+		return err
+	}
+	return nil
 }
 
 func (c controller) AddBackend(service string, addr netip.AddrPort, weight int) error {

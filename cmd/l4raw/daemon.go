@@ -35,6 +35,7 @@ type daemon struct {
 	log     *slog.Logger
 	out     io.Writer
 	cfgFile string // "" when started from flags
+	pcap    pcapFlags
 	started time.Time
 
 	res     *neigh.Resolver
@@ -143,6 +144,11 @@ func (d *daemon) run() error {
 	if err := d.eng.Apply(d.plan.setup); err != nil {
 		return err
 	}
+	stopCapture, err := d.startCapture()
+	if err != nil {
+		return err
+	}
+	defer stopCapture()
 
 	// Next hops first, so the first SYNs find a MAC to go to.
 	d.resolveAll(ctx, d.plan.backends)
@@ -211,9 +217,7 @@ loop:
 			case syscall.SIGUSR1:
 				d.printCounters()
 			case syscall.SIGHUP:
-				if err := d.reload(); err != nil {
-					d.log.Error("reload refused; the running configuration stays", "err", err)
-				}
+				_ = d.reload()
 			default:
 				d.log.Info("stopping", "signal", s.String())
 				break loop
@@ -237,8 +241,17 @@ func (d *daemon) workers() int {
 	return runtime.NumCPU()
 }
 
-// reload re-reads the config file and applies the difference.
+// reload re-reads the config file and applies the difference; a refusal is
+// logged (whoever asked, a signal or the API) and returned.
 func (d *daemon) reload() error {
+	err := d.reloadFile()
+	if err != nil {
+		d.log.Error("reload refused; the running configuration stays", "err", err)
+	}
+	return err
+}
+
+func (d *daemon) reloadFile() error {
 	if d.cfgFile == "" {
 		return invalid(errors.New("started without --config: nothing to reload"))
 	}
@@ -314,6 +327,13 @@ func (d *daemon) applyLocked(spec config.Spec) error {
 	cancel()
 	d.tracker.SetTargets(p.backends)
 	d.endpoints.Store(&p.endpoints)
+	// A new endpoint under a check whose state is known (a new port of a
+	// service, say) gets that state now: the check reports only changes.
+	var all []netip.AddrPort
+	for _, eps := range p.endpoints {
+		all = append(all, eps...)
+	}
+	d.pushHealth(p.endpoints, all)
 	d.checker.SetTargets(p.targets)
 	d.spec, d.plan = spec, p
 	return nil
@@ -513,12 +533,31 @@ func (d *daemon) onHealth(ev health.Event) {
 	}
 	hs.known, hs.up, hs.reason = true, ev.Up, ev.Reason
 	d.hmu.Unlock()
-	var eps []netip.AddrPort
 	if m := d.endpoints.Load(); m != nil {
-		eps = (*m)[ev.ID]
+		d.pushHealth(*m, (*m)[ev.ID])
 	}
+}
+
+// pushHealth sets the engine's health of endpoints eps: an endpoint is up
+// when every check that covers it (two services may check one backend
+// differently) is up.
+func (d *daemon) pushHealth(byTarget map[int][]netip.AddrPort, eps []netip.AddrPort) {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
 	for _, ep := range eps {
-		d.eng.SetHealth(ep, ev.Up)
+		up, known := true, false
+		for id, cover := range byTarget {
+			if !slices.Contains(cover, ep) {
+				continue
+			}
+			if hs := d.health[id]; hs != nil && hs.known {
+				known = true
+				up = up && hs.up
+			} else {
+				up = false
+			}
+		}
+		d.eng.SetHealth(ep, known && up)
 	}
 }
 

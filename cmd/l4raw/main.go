@@ -54,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl.Register(fs)
 	cfgFile := fs.String("config", "", "YAML file with one or more services (instead of --vip/--backend)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	var pc pcapFlags
+	fs.StringVar(&pc.file, "pcap", "", "write the frames l4raw handles, as they arrive and as they leave, to this pcapng `FILE` (debugging)")
+	fs.StringVar(&pc.match, "pcap-match", "", "with --pcap, only frames to or from these comma-separated `ADDRS` (client, VIP or backend)")
+	fs.IntVar(&pc.snap, "pcap-snaplen", 0, "with --pcap, keep at most `N` bytes of each frame (0: all)")
 	fs.Usage = func() { usage(stdout, fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) { // fs.Usage has printed the help
@@ -75,8 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "l4raw: %v\n", err)
 		return exitUsage
 	}
+	if err := pc.check(); err != nil {
+		fmt.Fprintf(stderr, "l4raw: %v\n", err)
+		return exitUsage
+	}
 	log := newLogger(stderr, spec)
 	d := newDaemon(spec, log, stderr, *cfgFile)
+	d.pcap = pc
 	if err := d.run(); err != nil {
 		fmt.Fprintf(stderr, "l4raw: %v\n", err)
 		var ue usageError
@@ -97,7 +106,7 @@ func loadSpec(fs *flag.FlagSet, fl config.Flags, file string) (config.Spec, erro
 	var conflict []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "config", "log-level", "log-format":
+		case "config", "log-level", "log-format", "pcap", "pcap-match", "pcap-snaplen":
 		default:
 			conflict = append(conflict, "--"+f.Name)
 		}

@@ -162,3 +162,23 @@ func TestPassiveOutcomes(t *testing.T) {
 		t.Fatalf("answered %d refused %d retried %d", a, r, rt)
 	}
 }
+
+// TestNewPortKeepsHop: a new endpoint on an address whose next hop is known
+// (a service port added by a reload) forwards at once.
+func TestNewPortKeepsHop(t *testing.T) {
+	e := newEngine(t, FullNAT, true)
+	s := setup(nil, false, nat.PortRange{Lo: 61000, Hi: 65535})
+	s.Services[0].Ports = []uint16{80, 81}
+	for i := range s.Services[0].Backends {
+		s.Services[0].Backends[i].Addr = netip.AddrPortFrom(backends[i].Addr(), 0)
+	}
+	if err := e.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range backends {
+		e.SetHealth(netip.AddrPortFrom(b.Addr(), 81), true)
+	}
+	if out, _ := run(t, e.Worker(0), frame(t, seg{src: ap(client, 300), dst: ap(vip, 81), srcMAC: clientMAC, syn: true})); out == nil {
+		t.Fatalf("new port: SYN dropped: %+v", e.Stats().Drops)
+	}
+}

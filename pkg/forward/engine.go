@@ -267,6 +267,28 @@ type Engine struct {
 	nsnat    int
 
 	workers []*Worker
+	tap     atomic.Pointer[tapBox]
+}
+
+// Tap receives frames as they arrive and leave (Ethernet first, without
+// the virtio-net header). A frame and what it was rewritten into are
+// offered together, and taken when either matches, so a filter on
+// addresses follows a connection across its rewrite. Neither method may
+// block or keep frame.
+type Tap interface {
+	Match(frame []byte) bool
+	Capture(rx bool, ifindex int, frame []byte)
+}
+
+type tapBox struct{ t Tap }
+
+// SetTap starts (or with nil stops) copying every frame to t.
+func (e *Engine) SetTap(t Tap) {
+	if t == nil {
+		e.tap.Store(nil)
+		return
+	}
+	e.tap.Store(&tapBox{t})
 }
 
 // New returns an engine with an empty setup.
@@ -391,6 +413,14 @@ func (e *Engine) Apply(s Setup) error {
 					}
 					for range b.snat {
 						b.pools = append(b.pools, nat.NewPool(e.natRange, nat.Quarantine))
+					}
+					// Another port of a known address: same next hop, which
+					// SetHop will not report again until it changes.
+					for _, o := range backends {
+						if o.Addr.Addr() == ap.Addr() {
+							b.hop.Store(o.hop.Load())
+							break
+						}
 					}
 					added[ap] = b
 					backends = append(backends, b)

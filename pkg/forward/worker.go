@@ -12,9 +12,10 @@ import (
 // its own, so workers never write to a shared cache line on the frame path
 // (except connection-table entries both directions of a flow touch).
 type Worker struct {
-	e     *Engine
-	id    int
-	stats Stats
+	e      *Engine
+	id     int
+	stats  Stats
+	tapBuf []byte // a copy of the frame being handled, while a tap is set
 }
 
 // Stats returns the worker's counters.
@@ -29,13 +30,33 @@ func (w *Worker) Process(bufs [][]byte, sizes []int, ifs []int) {
 	st := w.e.st.Load()
 	bs := *w.e.backends.Load()
 	var rxBytes, txFrames, txBytes uint64
+	tap := w.e.tap.Load()
 	for i := range sizes {
 		if sizes[i] == 0 { // truncated on receive, counted by the socket
 			continue
 		}
 		rxBytes += uint64(sizes[i])
+		var in []byte
+		inIf := ifs[i]
+		if tap != nil && sizes[i] > packet.VnetHdrLen {
+			// The frame is rewritten in place: keep what arrived.
+			w.tapBuf = append(w.tapBuf[:0], bufs[i][packet.VnetHdrLen:sizes[i]]...)
+			in = w.tapBuf
+		}
 		n := w.frame(st, bs, bufs[i][:sizes[i]], &ifs[i], now)
 		sizes[i] = n
+		if in != nil {
+			var out []byte
+			if n > packet.VnetHdrLen {
+				out = bufs[i][packet.VnetHdrLen:n]
+			}
+			if tap.t.Match(in) || (out != nil && tap.t.Match(out)) {
+				tap.t.Capture(true, inIf, in)
+				if out != nil {
+					tap.t.Capture(false, ifs[i], out)
+				}
+			}
+		}
 		if n > 0 {
 			txFrames++
 			txBytes += uint64(n)
