@@ -179,11 +179,13 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
 Usage:
   l4raw --vip IP:PORT --backend IP[:PORT] [--backend ...] [flags]
-  l4raw --config FILE [flags]
+  l4raw --config FILE [--log-level L] [--pcap FILE]
   l4raw check --config FILE
+  l4raw ctl [--api ADDR] [--json] status|services|backends|add|remove|drain|ready|maint|weight|flows|reload
 
-Clients that connect to the VIP are spread round robin over the healthy
-backends. The VIP must be a local address (ip addr add VIP/32 dev IF).
+Clients that connect to the VIP are spread over the healthy backends. The
+VIP is an address of this host, or a free address of a connected subnet
+that l4raw claims with ARP (--vip-arp).
 
 Flags:
 `, version)
@@ -199,7 +201,8 @@ Flags:
 		fmt.Fprintf(w, "%s\n      %s\n", line, text)
 	})
 	fmt.Fprint(w, `
-Signals: SIGINT/SIGTERM stop (removing the guard table), SIGUSR1 prints counters.
+Signals: SIGINT/SIGTERM stop (removing the guard table), SIGHUP reloads the
+config file, SIGUSR1 prints counters.
 Exit codes: 0 done, 1 runtime failure, 2 bad flag, config or environment.
 `)
 }
