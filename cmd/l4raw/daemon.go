@@ -32,11 +32,12 @@ import (
 
 // daemon wires the packages together for one run.
 type daemon struct {
-	log     *slog.Logger
-	out     io.Writer
-	cfgFile string // "" when started from flags
-	pcap    pcapFlags
-	started time.Time
+	log       *slog.Logger
+	out       io.Writer
+	cfgFile   string // "" when started from flags
+	pcap      pcapFlags
+	pprofAddr string
+	started   time.Time
 
 	res     *neigh.Resolver
 	eng     *forward.Engine
@@ -120,6 +121,14 @@ func (d *daemon) run() error {
 		d.dropClaims(nil)
 		d.mu.Unlock()
 	}()
+	if d.pprofAddr != "" {
+		ln, err := net.Listen("tcp", d.pprofAddr)
+		if err != nil {
+			return usagef("--pprof %s: %v", d.pprofAddr, err)
+		}
+		defer ln.Close()
+		go d.servePprof(ln)
+	}
 	var apiLn net.Listener
 	if d.spec.API != "off" {
 		if apiLn, err = net.Listen("tcp", d.spec.API); err != nil {

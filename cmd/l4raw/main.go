@@ -58,6 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&pc.file, "pcap", "", "write the frames l4raw handles, as they arrive and as they leave, to this pcapng `FILE` (debugging)")
 	fs.StringVar(&pc.match, "pcap-match", "", "with --pcap, only frames to or from these comma-separated `ADDRS` (client, VIP or backend)")
 	fs.IntVar(&pc.snap, "pcap-snaplen", 0, "with --pcap, keep at most `N` bytes of each frame (0: all)")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles on this loopback `IP:PORT` (go tool pprof http://IP:PORT/debug/pprof/profile)")
 	fs.Usage = func() { usage(stdout, fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) { // fs.Usage has printed the help
@@ -83,9 +84,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "l4raw: %v\n", err)
 		return exitUsage
 	}
+	if err := checkPprof(*pprofAddr); err != nil {
+		fmt.Fprintf(stderr, "l4raw: %v\n", err)
+		return exitUsage
+	}
 	log := newLogger(stderr, spec)
 	d := newDaemon(spec, log, stderr, *cfgFile)
 	d.pcap = pc
+	d.pprofAddr = *pprofAddr
 	if err := d.run(); err != nil {
 		fmt.Fprintf(stderr, "l4raw: %v\n", err)
 		var ue usageError
@@ -106,7 +112,7 @@ func loadSpec(fs *flag.FlagSet, fl config.Flags, file string) (config.Spec, erro
 	var conflict []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "config", "log-level", "log-format", "pcap", "pcap-match", "pcap-snaplen":
+		case "config", "log-level", "log-format", "pcap", "pcap-match", "pcap-snaplen", "pprof":
 		default:
 			conflict = append(conflict, "--"+f.Name)
 		}

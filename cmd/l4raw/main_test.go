@@ -34,6 +34,8 @@ func TestBadInput(t *testing.T) {
 		{"bad nat ports", append(append(vip, be...), "--nat-ports", "9000-8000"), `"9000-8000"`},
 		{"bad timeout", append(append(vip, be...), "--timeout-fin", "soon"), `"soon"`},
 		{"bad log level", append(append(vip, be...), "--log-level", "loud"), `"loud"`},
+		{"pprof not loopback", append(append(vip, be...), "--pprof", "0.0.0.0:6060"), `"0.0.0.0:6060"`},
+		{"bad pcap match", append(append(vip, be...), "--pcap", "/tmp/x", "--pcap-match", "nope"), `"nope"`},
 		{"stray argument", append(append(vip, be...), "extra"), `"extra"`},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
 		{"config and flags", append([]string{"--config", bad}, vip...), "--vip"},
