@@ -3,6 +3,7 @@ package forward
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/l4raw/l4raw/pkg/conntrack"
 	"github.com/l4raw/l4raw/pkg/nat"
@@ -123,7 +124,9 @@ func TestNATTakeover(t *testing.T) {
 	run(t, w, frame(t, seg{src: ap(client, 101), dst: ap(vip, 80), srcMAC: clientMAC, ack: true}))
 	run(t, w, frame(t, seg{src: backends[0], dst: natp, srcMAC: beMAC, fin: true, ack: true}))
 	run(t, w, frame(t, seg{src: ap(client, 101), dst: ap(vip, 80), srcMAC: clientMAC, fin: true, ack: true}))
-	// The same client opens another connection: it takes 101's port at once.
+	// The same client opens another connection: once 101 has lingered
+	// nat.MinLinger, it takes 101's port.
+	time.Sleep((nat.MinLinger + 10) * time.Millisecond)
 	out, _ := run(t, w, frame(t, syn(103)))
 	if out == nil || out.Tuple().SrcPort != ports[101] {
 		t.Fatalf("no takeover: %+v drops %+v", out, e.Stats().Drops)

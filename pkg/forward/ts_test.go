@@ -2,6 +2,7 @@ package forward
 
 import (
 	"testing"
+	"time"
 
 	"github.com/l4raw/l4raw/pkg/nat"
 	"github.com/l4raw/l4raw/pkg/packet"
@@ -60,8 +61,10 @@ func TestTimestampRewrite(t *testing.T) {
 		run(t, w, frame(t, seg{src: backends[0], dst: natp, srcMAC: beMAC, fin: true, ack: true, ts: true, tsval: 556, tsecr: tv + 1}))
 		last, _ := run(t, w, frame(t, seg{src: cli, dst: ap(vip, 80), srcMAC: clientMAC, fin: true, ack: true, ts: true, tsval: clientTS + 1, tsecr: 556}))
 		lastToBackend, _ = tsOf(t, last)
-		// l4raw's clock stands still: the next connection, on the same port at
-		// once (taking over the lingering one), must still start above.
+		// l4raw's timestamp clock stands still: the next connection, on the
+		// same port (taking over the lingering one after nat.MinLinger), must
+		// still start above.
+		time.Sleep((nat.MinLinger + 10) * time.Millisecond)
 	}
 	// The partial-checksum path: the seed is left alone.
 	clock += 1000

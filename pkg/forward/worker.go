@@ -99,7 +99,7 @@ func (w *Worker) fromClient(st *state, bs []*Backend, svc *Service, f *packet.Fr
 			return w.reset(f)
 		}
 		if int(flow.Backend) < len(bs) {
-			w.transition(st, bs[flow.Backend], &flow, fl, conntrack.Orig)
+			w.transition(bs[flow.Backend], &flow, fl, conntrack.Orig, now)
 		}
 	case conntrack.Reopened:
 		w.stats.Reopened.Add(1)
@@ -196,12 +196,14 @@ func (w *Worker) open(st *state, bs []*Backend, svc *Service, f *packet.Frame, k
 		for try := 0; try < 4*n && pool < 0; try++ {
 			k := (first + try) % n
 			p := b.pools[k]
-			lp, early, ok := p.Lingering(key.Src)
+			lp, early, ok := p.Lingering(key.Src, now)
 			if !ok {
 				continue
 			}
 			old := conntrack.Tuple{Src: flow.Reply.Src, Dst: b.snat[k], SrcPort: flow.Reply.SrcPort, DstPort: lp, Proto: packet.ProtocolTCP}
-			w.e.table.Delete(&old, conntrack.Reply)
+			if !w.e.table.Delete(&old, conntrack.Reply) {
+				p.Passed(lp)
+			}
 			if port, early2, err := p.Get(key.Src, now); err == nil {
 				w.stats.NATTakeover.Add(1)
 				if early || early2 {
@@ -265,7 +267,7 @@ func (w *Worker) fromBackend(st *state, bs []*Backend, f *packet.Frame, ifindex 
 		return w.reset(f)
 	}
 	if int(flow.Backend) < len(bs) {
-		w.transition(st, bs[flow.Backend], &flow, fl, conntrack.Reply)
+		w.transition(bs[flow.Backend], &flow, fl, conntrack.Reply, now)
 	}
 	if int(flow.IfSlot) >= len(st.ifaces) {
 		w.stats.Drops[DropNoIface].Add(1)
@@ -302,7 +304,7 @@ func (w *Worker) reset(f *packet.Frame) int {
 // transition records what a state change of a connection means: the
 // outcome of its handshake, for passive health, and its end, which lets its
 // NAT port be taken over.
-func (w *Worker) transition(st *state, b *Backend, flow *conntrack.Flow, fl uint8, d conntrack.Dir) {
+func (w *Worker) transition(b *Backend, flow *conntrack.Flow, fl uint8, d conntrack.Dir, now uint32) {
 	switch {
 	case flow.Prev == conntrack.SynSent && d == conntrack.Orig && fl&packet.TCPFlagSYN != 0:
 		b.synRetried.Add(1)
@@ -314,7 +316,7 @@ func (w *Worker) transition(st *state, b *Backend, flow *conntrack.Flow, fl uint
 	if flow.State.Closing() && !flow.Prev.Closing() {
 		for i, a := range b.snat {
 			if a == flow.Reply.Dst {
-				b.pools[i].Linger(flow.Reply.DstPort, flow.Orig.Src, flow.BackendClosedFirst && !flow.Timestamps)
+				b.pools[i].Linger(flow.Reply.DstPort, flow.Orig.Src, flow.BackendClosedFirst && !flow.Timestamps, now)
 				break
 			}
 		}

@@ -95,6 +95,7 @@ type Pool struct {
 	lingerTW       list              // lingering, the backend closed first
 	lingerByClient [clientLists]list // lingering ports by the bucket of their client
 	lingerTWOf     []bool            // which linger list a lingering port is on
+	lingerAt       []uint32          // when a port started lingering
 }
 
 // NewPool returns a pool of the ports in r with the given quarantine.
@@ -105,7 +106,7 @@ func NewPool(r PortRange, quarantine time.Duration) *Pool {
 		state: make([]uint8, n), relAt: make([]uint32, n), quar: make([]bool, n), client: make([]uint32, n),
 		gprev: make([]uint16, n), gnext: make([]uint16, n), cprev: make([]uint16, n), cnext: make([]uint16, n), cbkt: make([]uint8, n),
 		ready: list{none, none}, quarList: list{none, none},
-		lingerSafe: list{none, none}, lingerTW: list{none, none}, lingerTWOf: make([]bool, n),
+		lingerSafe: list{none, none}, lingerTW: list{none, none}, lingerTWOf: make([]bool, n), lingerAt: make([]uint32, n),
 		tsStart: make([]uint32, n), tsAt: make([]uint32, n), tsMin: make([]uint32, n), tsSet: make([]bool, n),
 	}
 	for i := range p.byClient {
@@ -240,7 +241,7 @@ func (p *Pool) StartTS(port uint16, want, now uint32) uint32 {
 // Linger marks port, in use by client's connection, as held by a
 // connection that has ended and lingers in the table. backendClosedFirst
 // says the backend keeps the tuple in TIME_WAIT.
-func (p *Pool) Linger(port uint16, client [16]byte, backendClosedFirst bool) {
+func (p *Pool) Linger(port uint16, client [16]byte, backendClosedFirst bool, now uint32) {
 	if port < p.r.Lo || port > p.r.Hi {
 		return
 	}
@@ -253,6 +254,7 @@ func (p *Pool) Linger(port uint16, client [16]byte, backendClosedFirst bool) {
 	}
 	p.state[i] = stLinger
 	p.client[i] = h
+	p.lingerAt[i] = now
 	p.lingerTWOf[i] = backendClosedFirst
 	if backendClosedFirst {
 		p.push(&p.lingerTW, p.gprev, p.gnext, i)
@@ -264,28 +266,60 @@ func (p *Pool) Linger(port uint16, client [16]byte, backendClosedFirst bool) {
 	p.push(&p.lingerByClient[b], p.cprev, p.cnext, i)
 }
 
+// MinLinger is how long a port lingers before Lingering offers it: the
+// connection's last segments (the final ACK, a FIN handled by another
+// worker) must have crossed before a new SYN on the port follows them.
+const MinLinger = 100 // ms
+
 // Lingering returns a lingering port whose entry the caller may end to
 // reuse the port for client, when Get found none free: one client used
 // last, else the oldest whose backend holds no TIME_WAIT, else the oldest
-// (early: the backend may still hold the tuple in TIME_WAIT). The port stays
-// lingering until the caller's removal of the entry Puts it back.
-func (p *Pool) Lingering(client [16]byte) (port uint16, early, ok bool) {
+// (early: the backend may still hold the tuple in TIME_WAIT); each only
+// once it has lingered MinLinger. The port stays lingering until the
+// caller's removal of the entry Puts it back.
+func (p *Pool) Lingering(client [16]byte, now uint32) (port uint16, early, ok bool) {
 	h := p.hash(client)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	old := func(i uint16) bool { return i != none && int32(now-p.lingerAt[i]) >= MinLinger }
 	k := p.lingerByClient[h%clientLists].head
-	for n := 0; k != none && n < clientSearch && p.client[k] != h; n++ {
+	for n := 0; k != none && n < clientSearch && !(p.client[k] == h && old(k)); n++ {
 		k = p.cnext[k]
 	}
 	switch {
-	case k != none && p.client[k] == h:
+	case k != none && p.client[k] == h && old(k):
 		return p.r.Lo + k, false, true
-	case p.lingerSafe.head != none:
+	case old(p.lingerSafe.head):
 		return p.r.Lo + p.lingerSafe.head, false, true
-	case p.lingerTW.head != none:
+	case old(p.lingerTW.head):
 		return p.r.Lo + p.lingerTW.head, true, true
 	}
 	return 0, false, false
+}
+
+// Passed moves a lingering port that the caller could not take (its entry
+// was going at that very moment) behind the others, so the next Lingering
+// offers another.
+func (p *Pool) Passed(port uint16) {
+	if port < p.r.Lo || port > p.r.Hi {
+		return
+	}
+	i := port - p.r.Lo
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state[i] != stLinger {
+		return
+	}
+	l := &p.lingerSafe
+	if p.lingerTWOf[i] {
+		l = &p.lingerTW
+	}
+	p.unlink(l, p.gprev, p.gnext, i)
+	p.push(l, p.gprev, p.gnext, i)
+	if b := p.cbkt[i]; b != 0xff {
+		p.unlink(&p.lingerByClient[b], p.cprev, p.cnext, i)
+		p.push(&p.lingerByClient[b], p.cprev, p.cnext, i)
+	}
 }
 
 func (p *Pool) unlinger(i uint16) {

@@ -106,8 +106,8 @@ func TestPoolModel(t *testing.T) {
 			used[port] = c
 		} else if r.IntN(3) == 0 {
 			for port, c := range used {
-				p.Linger(port, c, r.IntN(2) == 0)
-				if lp, _, ok := p.Lingering(client(r.IntN(20))); !ok {
+				p.Linger(port, c, r.IntN(2) == 0, now)
+				if lp, _, ok := p.Lingering(client(r.IntN(20)), now+MinLinger); !ok {
 					t.Fatal("no lingering port offered")
 				} else if _, inUse := used[lp]; !inUse {
 					t.Fatalf("lingering port %d not in use", lp)
@@ -155,15 +155,18 @@ func TestPoolLingering(t *testing.T) {
 	a, _, _ := p.Get(client(1), 0)
 	b, _, _ := p.Get(client(2), 0)
 	c, _, _ := p.Get(client(3), 0)
-	if _, ok := func() (uint16, bool) { _, _, ok := p.Lingering(client(9)); return 0, ok }(); ok {
+	if _, ok := func() (uint16, bool) { _, _, ok := p.Lingering(client(9), 0); return 0, ok }(); ok {
 		t.Fatal("lingering port offered while none lingers")
 	}
-	p.Linger(a, client(1), true)  // backend closed first: TIME_WAIT at the backend
-	p.Linger(b, client(2), false) // client closed first
-	if got, early, ok := p.Lingering(client(1)); !ok || got != a || early {
+	p.Linger(a, client(1), true, 0)  // backend closed first: TIME_WAIT at the backend
+	p.Linger(b, client(2), false, 0) // client closed first
+	if _, _, ok := p.Lingering(client(1), MinLinger-1); ok {
+		t.Fatal("a port offered before it lingered MinLinger")
+	}
+	if got, early, ok := p.Lingering(client(1), MinLinger); !ok || got != a || early {
 		t.Fatalf("same client: %d %v %v, want %d", got, early, ok, a)
 	}
-	if got, early, ok := p.Lingering(client(7)); !ok || got != b || early {
+	if got, early, ok := p.Lingering(client(7), MinLinger); !ok || got != b || early {
 		t.Fatalf("other client: %d %v %v, want %d (no TIME_WAIT)", got, early, ok, b)
 	}
 	// The caller ends b's entry: its removal puts the port back, Get hands it out.
@@ -171,7 +174,7 @@ func TestPoolLingering(t *testing.T) {
 	if got, _, err := p.Get(client(7), 10); err != nil || got != b {
 		t.Fatalf("after removal: %d %v", got, err)
 	}
-	if got, early, ok := p.Lingering(client(8)); !ok || got != a || !early {
+	if got, early, ok := p.Lingering(client(8), MinLinger); !ok || got != a || !early {
 		t.Fatalf("only a TIME_WAIT port left: %d %v %v", got, early, ok)
 	}
 	p.Put(a, client(1), 20, true)
@@ -197,5 +200,20 @@ func TestPoolStartTS(t *testing.T) {
 	port, _, _ = p.Get(c, 5000)
 	if got := p.StartTS(port, 9000, 5000); got != 9000 {
 		t.Fatalf("start %d, want 9000 (the clock is already above)", got)
+	}
+}
+
+func TestPoolPassed(t *testing.T) {
+	p := NewPool(PortRange{Lo: 8000, Hi: 8001}, Quarantine)
+	a, _, _ := p.Get(client(1), 0)
+	b, _, _ := p.Get(client(2), 0)
+	p.Linger(a, client(1), false, 0)
+	p.Linger(b, client(2), false, 0)
+	if got, _, _ := p.Lingering(client(9), MinLinger); got != a {
+		t.Fatalf("got %d want %d", got, a)
+	}
+	p.Passed(a)
+	if got, _, _ := p.Lingering(client(9), MinLinger); got != b {
+		t.Fatalf("after Passed: got %d want %d", got, b)
 	}
 }
