@@ -160,7 +160,9 @@ func (d *daemon) run() error {
 	defer stopCapture()
 
 	// Next hops first, so the first SYNs find a MAC to go to.
-	d.resolveAll(ctx, d.plan.backends)
+	if err := d.resolveAll(ctx, d.plan.backends); err != nil {
+		return err
+	}
 	d.tracker.SetTargets(d.plan.backends)
 	bg.Add(1)
 	go func() { defer bg.Done(); _ = d.tracker.Run(ctx) }()
@@ -332,7 +334,7 @@ func (d *daemon) applyLocked(spec config.Spec) error {
 	d.serveClaims(probed)
 	d.dropClaims(p.claims)
 	ctx, cancel := context.WithTimeout(context.Background(), neigh.DefaultResolveTimeout)
-	d.resolveAll(ctx, newAddrs(d.plan.backends, p.backends))
+	_ = d.resolveAll(ctx, newAddrs(d.plan.backends, p.backends)) // logged; a refusal was caught at start
 	cancel()
 	d.tracker.SetTargets(p.backends)
 	d.endpoints.Store(&p.endpoints)
@@ -507,20 +509,30 @@ func (d *daemon) allLanes() []*lane {
 }
 
 // resolveAll resolves the next hops of addrs once, all at the same time,
-// bounded by the resolver's timeout.
-func (d *daemon) resolveAll(ctx context.Context, addrs []netip.Addr) {
+// bounded by the resolver's timeout. An unreachable backend is logged and
+// waited for; a refusal of the kernel (no CAP_NET_ADMIN to ask for
+// neighbour resolution) is an error.
+func (d *daemon) resolveAll(ctx context.Context, addrs []netip.Addr) error {
 	var wg sync.WaitGroup
-	for _, a := range addrs {
+	errs := make([]error, len(addrs))
+	for i, a := range addrs {
 		wg.Add(1)
-		go func(a netip.Addr) {
+		go func(i int, a netip.Addr) {
 			defer wg.Done()
 			rctx, cancel := context.WithTimeout(ctx, neigh.DefaultResolveTimeout)
 			defer cancel()
 			nh, err := d.res.Resolve(rctx, a)
+			errs[i] = err
 			d.onHop(a, nh, err)
-		}(a)
+		}(i, a)
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return permErr(fmt.Sprintf("resolve the next hop toward backend %s", addrs[i]), "CAP_NET_ADMIN", err)
+		}
+	}
+	return nil
 }
 
 func (d *daemon) onHop(dst netip.Addr, nh neigh.NextHop, err error) {
