@@ -46,8 +46,7 @@ func (d *daemon) probeClaims(ctx context.Context, claims map[netip.Addr]neigh.Li
 		if err := c.Probe(ctx); err != nil {
 			var ce *arp.ConflictError
 			if errors.As(err, &ce) {
-				return fail(usagef("VIP %s is in use on %s by %s: pick a free address (or add it to this host with `ip addr add %s/32 dev %s`)",
-					vip, link.Name, macString(ce.MAC), vip, link.Name))
+				return fail(usagef("VIP %s is in use on %s by %s: pick a free address", vip, link.Name, macString(ce.MAC)))
 			}
 			return fail(fmt.Errorf("probe VIP %s on %s: %w", vip, link.Name, err))
 		}

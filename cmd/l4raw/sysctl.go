@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // loSysctls are what backends on the balancer itself need. Frames l4raw
@@ -54,7 +55,7 @@ func (d *daemon) ensureLoSysctls(local map[netip.Addr]netip.Addr) (restore func(
 		name := strings.ReplaceAll(s.path, "/", ".")
 		if err := os.WriteFile(file, []byte("1\n"), 0o644); err != nil {
 			restore()
-			if errors.Is(err, fs.ErrPermission) {
+			if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 				return nil, usagef("backends on this host need %s=1 (l4raw could not set it: %v): run `sysctl -w %s=1`", name, err, name)
 			}
 			return nil, fmt.Errorf("set %s: %w", name, err)
