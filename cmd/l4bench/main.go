@@ -22,13 +22,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/l4raw/l4raw/internal/cli"
 )
 
 // Exit codes: 0 success, 1 the operation failed, 2 the command line is wrong.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cli.ExitOK
+	exitFail  = cli.ExitFail
+	exitUsage = cli.ExitUsage
 )
 
 const usage = `usage: l4bench <command> [flags]

@@ -4,47 +4,25 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/l4raw/l4raw/internal/cli"
 )
 
-// newFlagSet returns a flag set that reports nothing itself: parseFlags turns
-// every problem into one line on stderr and exit code 2.
-func newFlagSet(cmd, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet("l4echo "+cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: l4echo %s %s\n", cmd, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
+func newFlagSet(cmd, synopsis string) *flag.FlagSet { return cli.NewFlagSet("l4echo", cmd, synopsis) }
 
 // parseFlags parses args; when it returns done, the command must exit with
 // code at once (help printed, or a one-line error).
 func parseFlags(e env, fs *flag.FlagSet, args []string) (code int, done bool) {
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(e.stdout)
-		fs.Usage()
-		return exitOK, true
-	}
-	if err != nil {
-		return usageError(e, fs, "%v", err), true
-	}
-	if fs.NArg() > 0 {
-		return usageError(e, fs, "unexpected argument %q", fs.Arg(0)), true
-	}
-	return exitOK, false
+	return cli.Parse(e.stdout, e.stderr, fs, args, false)
 }
 
 // usageError prints one line naming the command and returns exitUsage.
 func usageError(e env, fs *flag.FlagSet, format string, a ...any) int {
-	fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
-	return exitUsage
+	return cli.Usage(e.stderr, fs, format, a...)
 }
 
 // sizeFlag is a byte count with an optional unit: decimal (k, M, G, T and

@@ -15,14 +15,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/l4raw/l4raw/internal/cli"
 )
 
 // Exit codes: 0 success, 1 the operation failed (a request, a check), 2 the
 // command line is wrong.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cli.ExitOK
+	exitFail  = cli.ExitFail
+	exitUsage = cli.ExitUsage
 )
 
 const usage = `usage: l4echo <command> [flags]
@@ -64,27 +66,9 @@ func (e env) withCC(cc string) env {
 	return e
 }
 
-// ccControl sets TCP_CONGESTION on a socket before connect or listen
-// (accepted sockets inherit it from the listener). Per socket, a process with
-// CAP_NET_ADMIN may pick any available algorithm; a network namespace's
-// default can only be one of net.ipv4.tcp_allowed_congestion_control, which
-// is a host-wide setting.
+// ccControl sets TCP_CONGESTION on a socket before connect or listen.
 func ccControl(cc string) func(network, address string, c syscall.RawConn) error {
-	if cc == "" {
-		return nil
-	}
-	return func(network, address string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, cc)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("set tcp congestion control %q: %w", cc, serr)
-		}
-		return nil
-	}
+	return cli.SockOpts(cc, false)
 }
 
 func main() {
