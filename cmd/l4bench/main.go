@@ -17,7 +17,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -72,29 +71,11 @@ func main() {
 }
 
 func run(e env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return exitUsage
+	with := func(f func(env, []string) int) func([]string) int {
+		return func(a []string) int { return f(e, a) }
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(e, rest)
-	case "load":
-		return runLoad(e, rest)
-	case "proxy":
-		return runProxy(e, rest)
-	case "wait":
-		return runWait(e, rest)
-	case "measure":
-		return runMeasure(e, rest)
-	case "report":
-		return runReport(e, rest)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(e.stdout, usage)
-		return exitOK
-	default:
-		fmt.Fprintf(e.stderr, "l4bench: unknown command %q (serve, load, proxy, wait, measure, report)\n", cmd)
-		return exitUsage
-	}
+	return cli.Dispatch(e.stdout, e.stderr, "l4bench", usage, args, []cli.Command{
+		{Name: "serve", Run: with(runServe)}, {Name: "load", Run: with(runLoad)}, {Name: "proxy", Run: with(runProxy)},
+		{Name: "wait", Run: with(runWait)}, {Name: "measure", Run: with(runMeasure)}, {Name: "report", Run: with(runReport)},
+	})
 }

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -80,27 +79,11 @@ func main() {
 }
 
 func run(e env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return exitUsage
+	with := func(f func(env, []string) int) func([]string) int {
+		return func(a []string) int { return f(e, a) }
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(e, rest)
-	case "get":
-		return runGet(e, rest)
-	case "download":
-		return runDownload(e, rest)
-	case "upload":
-		return runUpload(e, rest)
-	case "connect":
-		return runConnect(e, rest)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(e.stdout, usage)
-		return exitOK
-	default:
-		fmt.Fprintf(e.stderr, "l4echo: unknown command %q (serve, get, download, upload, connect)\n", cmd)
-		return exitUsage
-	}
+	return cli.Dispatch(e.stdout, e.stderr, "l4echo", usage, args, []cli.Command{
+		{Name: "serve", Run: with(runServe)}, {Name: "get", Run: with(runGet)}, {Name: "download", Run: with(runDownload)},
+		{Name: "upload", Run: with(runUpload)}, {Name: "connect", Run: with(runConnect)},
+	})
 }

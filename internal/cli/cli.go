@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 )
 
@@ -100,4 +101,33 @@ func SockOpts(cc string, noPort bool) func(network, address string, c syscall.Ra
 		}
 		return serr
 	}
+}
+
+// Command is one subcommand of a tool.
+type Command struct {
+	Name string
+	Run  func(args []string) int
+}
+
+// Dispatch runs the subcommand args[0] names, prints usage for help, and
+// answers anything else with one line and ExitUsage.
+func Dispatch(stdout, stderr io.Writer, prog, usage string, args []string, cmds []Command) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	var names []string
+	for _, c := range cmds {
+		if c.Name == args[0] {
+			return c.Run(args[1:])
+		}
+		names = append(names, c.Name)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: unknown command %q (%s)\n", prog, args[0], strings.Join(names, ", "))
+	return ExitUsage
 }
