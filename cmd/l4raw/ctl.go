@@ -236,87 +236,31 @@ func (c *ctl) dispatch(args []string) error {
 	case "add":
 		fs := c.flagSet(c.command)
 		weight := fs.String("weight", strconv.Itoa(api.DefaultWeight), "")
-		pos, err := parse(fs, rest, 2, 2, "SERVICE ADDR [--weight N]")
-		if err != nil {
-			return err
-		}
-		addr, err := backendArg(pos[1])
-		if err != nil {
-			return err
-		}
-		w, err := weightArg("--weight", *weight)
-		if err != nil {
-			return err
-		}
-		cl, err := c.dial()
-		if err != nil {
-			return err
-		}
-		be, err := cl.AddBackend(ctx, pos[0], addr, w)
-		if err != nil {
-			return err
-		}
-		return c.print(be, func(w io.Writer) { fmt.Fprintf(w, "%s %s: added; %s\n", be.Service, be.Address, summary(be)) })
+		return c.change(ctx, fs, rest, 2, "SERVICE ADDR [--weight N]", func(cl *api.Client, svc string, addr netip.AddrPort, _ []string) (api.BackendInfo, error) {
+			w, err := weightArg("--weight", *weight)
+			if err != nil {
+				return api.BackendInfo{}, err
+			}
+			return cl.AddBackend(ctx, svc, addr, w)
+		}, func(be api.BackendInfo) string { return "added; " + summary(be) })
 	case "remove":
-		pos, err := parse(c.flagSet(c.command), rest, 2, 2, "SERVICE ADDR")
-		if err != nil {
-			return err
-		}
-		addr, err := backendArg(pos[1])
-		if err != nil {
-			return err
-		}
-		cl, err := c.dial()
-		if err != nil {
-			return err
-		}
-		be, err := cl.RemoveBackend(ctx, pos[0], addr)
-		if err != nil {
-			return err
-		}
-		return c.print(be, func(w io.Writer) {
-			fmt.Fprintf(w, "%s %s: removed; it had %s and %d in all\n", be.Service, be.Address, plural(be.Active, "active connection"), be.Conns)
+		return c.change(ctx, c.flagSet(c.command), rest, 2, "SERVICE ADDR", func(cl *api.Client, svc string, addr netip.AddrPort, _ []string) (api.BackendInfo, error) {
+			return cl.RemoveBackend(ctx, svc, addr)
+		}, func(be api.BackendInfo) string {
+			return fmt.Sprintf("removed; it had %s and %d in all", plural(be.Active, "active connection"), be.Conns)
 		})
 	case api.StateDrain, api.StateReady, api.StateMaint:
-		pos, err := parse(c.flagSet(c.command), rest, 2, 2, "SERVICE ADDR")
-		if err != nil {
-			return err
-		}
-		addr, err := backendArg(pos[1])
-		if err != nil {
-			return err
-		}
-		cl, err := c.dial()
-		if err != nil {
-			return err
-		}
-		be, err := cl.SetState(ctx, pos[0], addr, c.command)
-		if err != nil {
-			return err
-		}
-		return c.print(be, func(w io.Writer) { fmt.Fprintf(w, "%s %s: %s\n", be.Service, be.Address, summary(be)) })
+		return c.change(ctx, c.flagSet(c.command), rest, 2, "SERVICE ADDR", func(cl *api.Client, svc string, addr netip.AddrPort, _ []string) (api.BackendInfo, error) {
+			return cl.SetState(ctx, svc, addr, c.command)
+		}, summary)
 	case "weight":
-		pos, err := parse(c.flagSet(c.command), rest, 3, 3, "SERVICE ADDR N")
-		if err != nil {
-			return err
-		}
-		addr, err := backendArg(pos[1])
-		if err != nil {
-			return err
-		}
-		w, err := weightArg("N", pos[2])
-		if err != nil {
-			return err
-		}
-		cl, err := c.dial()
-		if err != nil {
-			return err
-		}
-		be, err := cl.SetWeight(ctx, pos[0], addr, w)
-		if err != nil {
-			return err
-		}
-		return c.print(be, func(w io.Writer) { fmt.Fprintf(w, "%s %s: %s\n", be.Service, be.Address, summary(be)) })
+		return c.change(ctx, c.flagSet(c.command), rest, 3, "SERVICE ADDR N", func(cl *api.Client, svc string, addr netip.AddrPort, pos []string) (api.BackendInfo, error) {
+			w, err := weightArg("N", pos[2])
+			if err != nil {
+				return api.BackendInfo{}, err
+			}
+			return cl.SetWeight(ctx, svc, addr, w)
+		}, summary)
 	case "flows":
 		return c.flows(ctx, rest)
 	case "reload":
@@ -398,6 +342,30 @@ func (c *ctl) flows(ctx context.Context, args []string) error {
 }
 
 // dial checks --api and returns a client for it.
+// change runs a command that changes one backend: n positional arguments
+// (SERVICE ADDR ...), then call against the daemon, then one line saying
+// what the backend is now.
+func (c *ctl) change(ctx context.Context, fs *flag.FlagSet, rest []string, n int, syntax string,
+	call func(cl *api.Client, svc string, addr netip.AddrPort, pos []string) (api.BackendInfo, error), say func(api.BackendInfo) string) error {
+	pos, err := parse(fs, rest, n, n, syntax)
+	if err != nil {
+		return err
+	}
+	addr, err := backendArg(pos[1])
+	if err != nil {
+		return err
+	}
+	cl, err := c.dial()
+	if err != nil {
+		return err
+	}
+	be, err := call(cl, pos[0], addr, pos)
+	if err != nil {
+		return err
+	}
+	return c.print(be, func(w io.Writer) { fmt.Fprintf(w, "%s %s: %s\n", be.Service, be.Address, say(be)) })
+}
+
 func (c *ctl) dial() (*api.Client, error) {
 	if !strings.Contains(c.addr, "://") {
 		if _, port, err := net.SplitHostPort(c.addr); err != nil || port == "" {
