@@ -62,6 +62,7 @@ func (c controller) Services() []api.ServiceInfo {
 				if eb := byAddr[b.Target(port)]; eb != nil {
 					st := eb.Stats()
 					bi.Active += eb.Active()
+					bi.Established += eb.Established()
 					bi.Conns += st.Conns
 					bi.PktsIn += st.PktsIn
 					bi.BytesIn += st.BytesIn

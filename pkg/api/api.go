@@ -85,6 +85,7 @@ type BackendInfo struct {
 	HealthReason string  `json:"health_reason"`
 	CheckLatency float64 `json:"check_latency_seconds"` // duration of the last active check
 	Active       int64   `json:"active"`                // its connections in the table now
+	Established  int64   `json:"established"`           // of those, ESTABLISHED (IPVS's ActiveConn; the rest is InActConn)
 	Conns        uint64  `json:"conns_total"`           // connections scheduled to it
 	PktsIn       uint64  `json:"packets_in"`            // client to backend
 	BytesIn      uint64  `json:"bytes_in"`

@@ -19,8 +19,8 @@ type Collector struct {
 	other                                       *prometheus.Desc
 	counters                                    map[string]counterMetric // by daemon counter name
 
-	beUp, beCheck, beWeight, beState             *prometheus.Desc
-	beActive, beConns, bePackets, beBytes, beNAT *prometheus.Desc
+	beUp, beCheck, beWeight, beState                      *prometheus.Desc
+	beActive, beEstab, beConns, bePackets, beBytes, beNAT *prometheus.Desc
 }
 
 // counterMetric is where one of the daemon's named counters goes.
@@ -60,6 +60,7 @@ func NewCollector(c Controller) *Collector {
 		beWeight:  prometheus.NewDesc("l4raw_backend_weight", "Scheduler weight of the backend (0: no new connections).", be, nil),
 		beState:   prometheus.NewDesc("l4raw_backend_state", "1 for the backend's administrative state (ready, drain, maint), 0 for the others.", append(be, "state"), nil),
 		beActive:  prometheus.NewDesc("l4raw_backend_active_connections", "Connections to the backend in the connection table.", be, nil),
+		beEstab:   prometheus.NewDesc("l4raw_backend_established_connections", "Connections to the backend in the connection table that are ESTABLISHED.", be, nil),
 		beConns:   prometheus.NewDesc("l4raw_backend_connections_total", "Connections scheduled to the backend.", be, nil),
 		bePackets: prometheus.NewDesc("l4raw_backend_packets_total", "Packets forwarded for the backend's connections, by direction (in: client to backend, out: backend to client).", append(be, "direction"), nil),
 		beBytes:   prometheus.NewDesc("l4raw_backend_bytes_total", "Bytes forwarded for the backend's connections, by direction (in: client to backend, out: backend to client).", append(be, "direction"), nil),
@@ -91,7 +92,7 @@ func (k *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		k.buildInfo, k.startTime, k.services, k.serviceInfo, k.entries, k.entriesLimit,
 		k.frames, k.bytes, k.drops, k.malformed, k.other,
-		k.beUp, k.beCheck, k.beWeight, k.beState, k.beActive, k.beConns, k.bePackets, k.beBytes, k.beNAT,
+		k.beUp, k.beCheck, k.beWeight, k.beState, k.beActive, k.beEstab, k.beConns, k.bePackets, k.beBytes, k.beNAT,
 	} {
 		ch <- d
 	}
@@ -159,6 +160,7 @@ func (k *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(k.beState, v, svc.Name, b.Address, s)
 			}
 			gauge(k.beActive, float64(b.Active), l...)
+			gauge(k.beEstab, float64(b.Established), l...)
 			counter(k.beConns, b.Conns, l...)
 			counter(k.bePackets, b.PktsIn, svc.Name, b.Address, "in")
 			counter(k.bePackets, b.PktsOut, svc.Name, b.Address, "out")

@@ -74,7 +74,7 @@ func TestRoutes(t *testing.T) {
 		{name: "service", method: "GET", path: "/api/v1/services/web", code: 200, want: `"ports":[80,443]`},
 		{name: "service unknown", method: "GET", path: "/api/v1/services/nope", code: 404, want: `service "nope": not found`},
 		{name: "backends", method: "GET", path: web, code: 200, want: `"health_reason":"connection refused"`},
-		{name: "backends json names", method: "GET", path: web, code: 200, want: `"check_latency_seconds":0.000412,"active":2,"conns_total":30,"packets_in":600,"bytes_in":48000,"packets_out":590,"bytes_out":5242880,"nat_ports":2`},
+		{name: "backends json names", method: "GET", path: web, code: 200, want: `"check_latency_seconds":0.000412,"active":2,"established":1,"conns_total":30,"packets_in":600,"bytes_in":48000,"packets_out":590,"bytes_out":5242880,"nat_ports":2`},
 		{name: "backends unknown", method: "GET", path: "/api/v1/services/nope/backends", code: 404, want: `service "nope"`},
 
 		{name: "add", method: "POST", path: web, body: `{"address":"198.18.0.23:8080","weight":3}`, code: 201,

@@ -185,3 +185,26 @@ func TestNewPortKeepsHop(t *testing.T) {
 		t.Fatalf("new port: SYN dropped: %+v", e.Stats().Drops)
 	}
 }
+
+// TestEstablishedCount: a backend's ESTABLISHED connections are counted
+// apart from the ones in their handshake or closing (IPVS's ActiveConn and
+// InActConn).
+func TestEstablishedCount(t *testing.T) {
+	e := newEngine(t, FullNAT, true)
+	w := e.Worker(0)
+	out, _ := run(t, w, frame(t, syn(500)))
+	natp := ap(snat, out.Tuple().SrcPort)
+	b := e.Backends()[0]
+	run(t, w, frame(t, seg{src: backends[0], dst: natp, srcMAC: beMAC, syn: true, ack: true}))
+	if b.Active() != 1 || b.Established() != 0 {
+		t.Fatalf("handshake: active %d established %d", b.Active(), b.Established())
+	}
+	run(t, w, frame(t, seg{src: ap(client, 500), dst: ap(vip, 80), srcMAC: clientMAC, ack: true}))
+	if b.Established() != 1 {
+		t.Fatalf("established %d", b.Established())
+	}
+	run(t, w, frame(t, seg{src: ap(client, 500), dst: ap(vip, 80), srcMAC: clientMAC, fin: true, ack: true}))
+	if b.Active() != 1 || b.Established() != 0 {
+		t.Fatalf("closing: active %d established %d", b.Active(), b.Established())
+	}
+}

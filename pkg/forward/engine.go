@@ -148,8 +148,9 @@ type Backend struct {
 	pools []*nat.Pool
 	snat  []conntrack.Addr
 	// stats has one padded slot per worker, so workers never share a line.
-	stats  []BackendStats
-	active atomic.Int64
+	stats       []BackendStats
+	active      atomic.Int64
+	established atomic.Int64
 
 	// Outcomes of new connections, for passive health: a SYN-ACK came back;
 	// the backend answered the SYN with a RST; the client had to send its
@@ -169,6 +170,10 @@ func (b *Backend) Up() bool { return b.up.Load() }
 
 // Active returns the number of connections in the table for this backend.
 func (b *Backend) Active() int64 { return b.active.Load() }
+
+// Established returns how many of them are ESTABLISHED (IPVS's ActiveConn;
+// the others are in their handshake or closing: InActConn).
+func (b *Backend) Established() int64 { return b.established.Load() }
 
 // Stats returns the backend's counters summed over workers.
 func (b *Backend) Stats() BackendCounters {
@@ -564,6 +569,9 @@ func (e *Engine) onRemove(f conntrack.Flow) {
 	}
 	b := bs[f.Backend]
 	b.active.Add(-1)
+	if f.State == conntrack.Established {
+		b.established.Add(-1)
+	}
 	for i, a := range b.snat {
 		if a == f.Reply.Dst {
 			// With rewritten timestamps the backend's TIME_WAIT accepts the

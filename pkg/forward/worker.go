@@ -313,6 +313,13 @@ func (w *Worker) transition(b *Backend, flow *conntrack.Flow, fl uint8, d conntr
 	case (flow.Prev == conntrack.SynSent || flow.Prev == conntrack.SynRecv) && flow.State == conntrack.Close && d == conntrack.Reply:
 		b.synRefused.Add(1)
 	}
+	if est, was := flow.State == conntrack.Established, flow.Prev == conntrack.Established; est != was {
+		if est {
+			b.established.Add(1)
+		} else {
+			b.established.Add(-1)
+		}
+	}
 	if flow.State.Closing() && !flow.Prev.Closing() {
 		for i, a := range b.snat {
 			if a == flow.Reply.Dst {

@@ -31,7 +31,7 @@ func Sample() *Fake {
 			Name: "web", VIP: "198.18.0.100", Ports: []uint16{80, 443}, Mode: "fullnat", Scheduler: "rr",
 			Backends: []api.BackendInfo{
 				{Service: "web", Address: "198.18.0.21:8080", Weight: 1, State: api.StateReady, Health: api.HealthUp,
-					HealthReason: "connected", CheckLatency: 0.000412, Active: 2, Conns: 30,
+					HealthReason: "connected", CheckLatency: 0.000412, Active: 2, Established: 1, Conns: 30,
 					PktsIn: 600, BytesIn: 48000, PktsOut: 590, BytesOut: 5 << 20, NATPorts: 2},
 				{Service: "web", Address: "198.18.0.22:8080", Weight: 2, State: api.StateDrain, Health: api.HealthDown,
 					HealthReason: "connection refused", CheckLatency: 0.0011, Active: 1, Conns: 10,
