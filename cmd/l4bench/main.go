@@ -11,8 +11,8 @@
 //   - report: merges the samples into results.json and renders results.md
 //     and chart.svg.
 //
-// It uses only the standard library and golang.org/x/sys/unix, and builds
-// as a static binary.
+// It uses only the standard library and the project's internal/cli, and
+// builds as a static binary.
 package main
 
 import (

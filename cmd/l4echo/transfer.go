@@ -48,6 +48,20 @@ func gbps(n uint64, d time.Duration) float64 {
 	return float64(n) * 8 / d.Seconds() / 1e9
 }
 
+// dialTransfer connects for a transfer: the connect is bounded by idle, the
+// connection gives up when no data moves for idle, and ctx (SIGINT, SIGTERM)
+// ends it. done closes it.
+func dialTransfer(ctx context.Context, e env, host string, idle time.Duration) (idleConn, func(), error) {
+	dctx, cancel := context.WithTimeout(ctx, idle)
+	conn, err := e.dial(dctx, "tcp", host)
+	cancel()
+	if err != nil {
+		return idleConn{}, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	return idleConn{Conn: conn, idle: idle}, func() { stop(); conn.Close() }, nil
+}
+
 // errMismatch marks a download whose bytes differ from the stream.
 var errMismatch = errors.New("data mismatch")
 
@@ -58,15 +72,11 @@ func download(ctx context.Context, e env, base *url.URL, n, seed uint64, idle ti
 	res := transferResult{Op: "download", URL: u.String(), MismatchOffset: -1}
 	start := time.Now()
 	err := func() error {
-		dctx, cancel := context.WithTimeout(ctx, idle)
-		conn, err := e.dial(dctx, "tcp", u.Host)
-		cancel()
+		c, done, err := dialTransfer(ctx, e, u.Host, idle)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		defer context.AfterFunc(ctx, func() { conn.Close() })() // SIGINT or SIGTERM ends the transfer
-		c := idleConn{Conn: conn, idle: idle}
+		defer done()
 		if err := writeRequestHead(c, "GET", &u, -1); err != nil {
 			return fmt.Errorf("write request: %w", err)
 		}
@@ -132,15 +142,11 @@ func upload(ctx context.Context, e env, base *url.URL, n, seed uint64, idle time
 	want := streamSHA256(n, seed)
 	start := time.Now()
 	err := func() error {
-		dctx, cancel := context.WithTimeout(ctx, idle)
-		conn, err := e.dial(dctx, "tcp", u.Host)
-		cancel()
+		c, done, err := dialTransfer(ctx, e, u.Host, idle)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		defer context.AfterFunc(ctx, func() { conn.Close() })() // SIGINT or SIGTERM ends the transfer
-		c := idleConn{Conn: conn, idle: idle}
+		defer done()
 		if err := writeRequestHead(c, "POST", &u, int64(n)); err != nil {
 			return fmt.Errorf("write request: %w", err)
 		}
